@@ -1,0 +1,45 @@
+"""imgtool: measure eczema area and hair coverage on before/after photos of one body view.
+
+The public API mirrors the command line:
+
+>>> import imgtool
+>>> result = imgtool.analyze_pair("back_month00.png", "back_month10.png")  # doctest: +SKIP
+>>> result.change.lesion_area_change_rel  # doctest: +SKIP
+>>> imgtool.write_analysis(result, "out/")  # doctest: +SKIP
+"""
+
+from ._version import __version__
+from .errors import ImgtoolError, InputError, ModelError, OutputError, RegistrationError, UsageError
+from .io import ImageInfo, read_image
+from .pipeline import AnalysisOptions, PairAnalysis, analyze_pair
+from .quantify import ChangeMetrics, PhotoMetrics, change_metrics, photo_metrics
+from .registration import Registration, RegistrationOptions, register
+from .report import write_analysis, write_segmentation
+from .segmentation import SegmentResult, segment, segment_many
+
+__all__ = [
+    "__version__",
+    "AnalysisOptions",
+    "ChangeMetrics",
+    "ImageInfo",
+    "ImgtoolError",
+    "InputError",
+    "ModelError",
+    "OutputError",
+    "PairAnalysis",
+    "PhotoMetrics",
+    "Registration",
+    "RegistrationError",
+    "RegistrationOptions",
+    "SegmentResult",
+    "UsageError",
+    "analyze_pair",
+    "change_metrics",
+    "photo_metrics",
+    "read_image",
+    "register",
+    "segment",
+    "segment_many",
+    "write_analysis",
+    "write_segmentation",
+]

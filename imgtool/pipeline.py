@@ -1,0 +1,217 @@
+"""The whole analysis of a before/after pair: read, register, segment, quantify.
+
+:func:`analyze_pair` is what ``imgtool analyze`` runs; :func:`imgtool.report.write_analysis`
+writes its outputs. Everything is computed in memory first, so bad input never leaves
+a partial output folder.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._version import __version__
+from .errors import UsageError
+from .io import DEFAULT_MAX_PIXELS, ImageInfo, ImageSource, as_image, read_mask
+from .quantify import ChangeMetrics, PhotoMetrics, change_metrics, photo_metrics
+from .registration import (
+    Registration,
+    RegistrationOptions,
+    coverage_mask,
+    local_scale,
+    register,
+    warp_to_after,
+    warp_to_before,
+)
+from .segmentation import DEFAULT_METHOD, check_method, model_info, segment_labels
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """Settings of :func:`analyze_pair`.
+
+    Attributes
+    ----------
+    method : str
+        Segmentation method.
+    pixel_size_mm : float or None
+        BEFORE's pixel side in mm; enables ``*_mm2`` fields.
+    after_pixel_size_mm : float or None
+        AFTER's pixel side; by default derived from BEFORE's and the registration scale.
+    max_pixels : int
+        Refuse larger images (checked from the header).
+    registration : RegistrationOptions
+        Registration settings.
+    """
+
+    method: str = DEFAULT_METHOD
+    pixel_size_mm: float | None = None
+    after_pixel_size_mm: float | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    registration: RegistrationOptions = field(default_factory=RegistrationOptions)
+
+    def __post_init__(self) -> None:
+        check_method(self.method)
+        for name in ("pixel_size_mm", "after_pixel_size_mm"):
+            v = getattr(self, name)
+            if v is not None and not (np.isfinite(v) and v > 0):
+                raise UsageError(f"{name.replace('_', '-')} must be a positive number, got {v}")
+        if self.max_pixels <= 0:
+            raise UsageError(f"max-pixels must be positive, got {self.max_pixels}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "pixel_size_mm": self.pixel_size_mm,
+            "after_pixel_size_mm": self.after_pixel_size_mm,
+            "max_pixels": self.max_pixels,
+        }
+
+
+@dataclass(frozen=True)
+class PairAnalysis:
+    """Everything ``imgtool analyze`` reports on one pair.
+
+    The arrays are kept for writing outputs; :meth:`to_dict` is result.json.
+    """
+
+    before: ImageInfo
+    after: ImageInfo
+    options: AnalysisOptions
+    registration: Registration
+    model: dict[str, Any]
+    metrics_before: PhotoMetrics
+    metrics_after: PhotoMetrics
+    change: ChangeMetrics
+    roi_path: str | None
+    warnings: tuple[str, ...]
+    before_image: np.ndarray = field(compare=False, repr=False)
+    after_image: np.ndarray = field(compare=False, repr=False)
+    before_labels: np.ndarray = field(compare=False, repr=False)
+    after_labels: np.ndarray = field(compare=False, repr=False)
+    after_aligned: np.ndarray | None = field(compare=False, repr=False)
+    after_labels_aligned: np.ndarray | None = field(compare=False, repr=False)
+    common: np.ndarray | None = field(compare=False, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "imgtool_version": __version__,
+            "model": self.model,
+            "settings": {**self.options.to_dict(), "roi": self.roi_path},
+            "before": self.before.to_dict(),
+            "after": self.after.to_dict(),
+            "registration": self.registration.to_dict(),
+            "metrics": {
+                "before": self.metrics_before.to_dict(),
+                "after": self.metrics_after.to_dict(),
+                "change": self.change.to_dict(),
+            },
+            "warnings": list(self.warnings),
+        }
+
+
+def analyze_pair(
+    before: ImageSource,
+    after: ImageSource,
+    *,
+    roi: ImageSource | None = None,
+    options: AnalysisOptions | None = None,
+) -> PairAnalysis:
+    """Analyse a month-0 / follow-up pair of photos of one body view.
+
+    Parameters
+    ----------
+    before, after : path-like or (H, W, 3) uint8 ndarray
+        The BEFORE (reference) and AFTER (follow-up) photos.
+    roi : path-like or (H, W) bool ndarray, optional
+        Region of interest in BEFORE's frame; default everything that is not background.
+    options : AnalysisOptions, optional
+        Method, pixel sizes, limits and registration settings.
+
+    Returns
+    -------
+    PairAnalysis
+        Registration, label maps, per-photo metrics and change metrics. When the
+        registration fails, the alignment-based change fields are None and a warning
+        says so; the per-photo metrics are still there.
+
+    Raises
+    ------
+    InputError
+        An image or the ROI cannot be read, or the ROI's size is not BEFORE's.
+    UsageError
+        Bad options.
+    """
+    opts = options or AnalysisOptions()
+    img_b, info_b = as_image(before, max_pixels=opts.max_pixels)
+    img_a, info_a = as_image(after, max_pixels=opts.max_pixels)
+    roi_b = None if roi is None else read_mask(roi, shape=img_b.shape[:2], name="ROI")
+    warnings: list[str] = []
+
+    reg = register(img_b, img_a, options=opts.registration)
+    if not reg.aligned:
+        warnings.append(f"registration failed ({reg.reason}); change metrics that need alignment are null")
+    elif reg.status != "ok":
+        warnings.append(f"registration has low confidence ({reg.reason}); check the aligned pair")
+
+    labels_b, labels_a = segment_labels([img_b, img_a], method=opts.method)
+
+    h = reg.homography if reg.aligned else None
+    roi_a = None
+    if roi_b is not None:
+        if h is not None:
+            roi_a = warp_to_after(roi_b, h, img_a.shape[:2], nearest=True)
+        else:
+            warnings.append("ROI cannot be mapped into AFTER's frame without registration; AFTER uses its whole non-background area")
+
+    px_b = opts.pixel_size_mm
+    px_a = opts.after_pixel_size_mm
+    if px_a is None and px_b is not None and h is not None:
+        centre = ((img_a.shape[1] - 1) / 2, (img_a.shape[0] - 1) / 2)
+        px_a = px_b * local_scale(h, centre)
+    m_b = photo_metrics(labels_b, roi=roi_b, pixel_size_mm=px_b)
+    m_a = photo_metrics(labels_a, roi=roi_a, pixel_size_mm=px_a)
+
+    aligned_img = aligned_labels = common = None
+    if h is not None:
+        aligned_img = warp_to_before(img_a, h, img_b.shape[:2])
+        aligned_labels = warp_to_before(labels_a, h, img_b.shape[:2], nearest=True)
+        common = coverage_mask(h, img_a.shape[:2], img_b.shape[:2])
+    change = change_metrics(m_b, m_a, labels_b, aligned_labels, common=common, roi=roi_b, pixel_size_mm=px_b)
+
+    for w in warnings:
+        logger.warning(w)
+    return PairAnalysis(
+        before=info_b,
+        after=info_a,
+        options=opts,
+        registration=reg,
+        model=_model_entry(opts.method),
+        metrics_before=m_b,
+        metrics_after=m_a,
+        change=change,
+        roi_path=None if roi is None or isinstance(roi, np.ndarray) else str(roi),
+        warnings=tuple(warnings),
+        before_image=img_b,
+        after_image=img_a,
+        before_labels=labels_b,
+        after_labels=labels_a,
+        after_aligned=aligned_img,
+        after_labels_aligned=aligned_labels,
+        common=common,
+    )
+
+
+def _model_entry(method: str) -> dict[str, Any]:
+    info = model_info(method)
+    if info is None:
+        return {"name": method, "sha256": None}
+    return dict(info)

@@ -1,0 +1,134 @@
+"""Optional non-rigid refinement: a smooth displacement field after the homography.
+
+Private to :mod:`imgtool.registration`. A homography is exact only for a flat surface
+(or a camera that only rotated); a back or a leg photographed twice is curved and the
+patient breathes and shifts. The residual motion is measured by dense optical flow (DIS)
+between BEFORE and the homography-aligned AFTER, both as structure images so that
+lighting does not count as motion, and then regularised: pixels that change by design
+(lesions, hair; low photo-consistency; no texture) get no say, and the field is the
+normalised convolution of the trusted flow with a wide Gaussian, clipped in magnitude.
+
+Convention: the field ``d`` lives on BEFORE's frame, in BEFORE full-resolution pixels.
+BEFORE pixel ``x`` shows the body point that the homography-aligned AFTER shows at
+``x + d(x)``; in AFTER's own pixels that is ``inv(H) (x + d(x))``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Displacement:
+    """Residual displacement after the homography, sampled on a grid over BEFORE's frame.
+
+    Attributes
+    ----------
+    field : (2, h, w) float32 ndarray
+        ``dx`` and ``dy`` in BEFORE full-resolution pixels, on a grid of ``(h, w)``
+        samples whose pixel centres map to BEFORE's as a resize does
+        (``x_grid + 0.5 = (w / W) (x + 0.5)``).
+    before_shape : (H, W)
+        BEFORE's full-resolution size.
+    """
+
+    field: np.ndarray = field(compare=False, repr=False)
+    before_shape: tuple[int, int]
+
+    def full_resolution(self) -> np.ndarray:
+        """The field at every BEFORE pixel, ``(2, H, W) float32`` (bilinear upsampling)."""
+        h, w = self.before_shape
+        return np.stack([cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) for c in self.field])
+
+    def magnitude_stats(self) -> dict[str, float]:
+        """Mean, 95th percentile and maximum of the displacement length, in BEFORE pixels."""
+        mag = np.hypot(self.field[0], self.field[1])
+        return {
+            "mean_px": round(float(mag.mean()), 3),
+            "p95_px": round(float(np.percentile(mag, 95)), 3),
+            "max_px": round(float(mag.max()), 3),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "grid_shape": [int(self.field.shape[1]), int(self.field.shape[2])],
+            "before_shape": [int(self.before_shape[0]), int(self.before_shape[1])],
+            **self.magnitude_stats(),
+        }
+
+
+def _to_u8(struct: np.ndarray) -> np.ndarray:
+    return np.clip(struct * 40.0 + 128.0, 0, 255).astype(np.uint8)
+
+
+def estimate_displacement(
+    before_struct: np.ndarray,
+    after_struct: np.ndarray,
+    weight: np.ndarray,
+    before_shape: tuple[int, int],
+    *,
+    smooth_frac: float = 0.02,
+    max_frac: float = 0.03,
+) -> tuple[Displacement, dict[str, float]]:
+    """Dense, regularised residual motion between BEFORE and the aligned AFTER.
+
+    Parameters
+    ----------
+    before_struct : (h, w) float32 ndarray
+        BEFORE's structure image at the flow level.
+    after_struct : (h, w) float32 ndarray
+        AFTER's structure image warped into that frame by the homography.
+    weight : (h, w) float32 ndarray
+        Prior trust per pixel (0 outside AFTER's coverage, low on lesions and hair).
+    before_shape : (H, W)
+        BEFORE's full-resolution size.
+    smooth_frac : float
+        Gaussian regularisation scale as a fraction of the level's long side.
+    max_frac : float
+        Displacements are clipped to this fraction of the long side.
+
+    Returns
+    -------
+    Displacement
+        The regularised field (BEFORE full-resolution pixels).
+    dict
+        ``trusted_fraction``: share of covered pixels whose flow was trusted.
+    """
+    h, w = before_struct.shape
+    b8, a8 = _to_u8(before_struct), _to_u8(after_struct)
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    flow = dis.calc(b8, a8, None)
+    # Photo-consistency after the flow: where AFTER still disagrees, the flow is not evidence.
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    warped = cv2.remap(after_struct, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    resid = cv2.GaussianBlur(np.abs(warped - before_struct), (0, 0), 2.0)
+    consistent = np.exp(-((resid / 0.5) ** 2))
+    texture = cv2.GaussianBlur(np.abs(cv2.Laplacian(before_struct, cv2.CV_32F)), (0, 0), 2.0)
+    texture = np.clip(texture / 0.5, 0.0, 1.0)
+    conf = (weight * consistent * texture).astype(np.float32)
+    sigma = smooth_frac * max(h, w)
+    den = cv2.GaussianBlur(conf, (0, 0), sigma)
+    smooth = np.zeros((2, h, w), dtype=np.float32)
+    for c in range(2):
+        num = cv2.GaussianBlur(flow[..., c] * conf, (0, 0), sigma)
+        smooth[c] = np.where(den > 1e-3, num / np.maximum(den, 1e-6), 0.0)
+    # Fade to zero where there is no evidence nearby, instead of extrapolating.
+    smooth *= np.clip(den / 0.05, 0.0, 1.0)[None]
+    lim = max_frac * max(h, w)
+    mag = np.hypot(smooth[0], smooth[1])
+    smooth *= np.minimum(1.0, lim / np.maximum(mag, 1e-6))[None]
+    # Level pixels -> BEFORE full-resolution pixels.
+    smooth[0] *= before_shape[1] / w
+    smooth[1] *= before_shape[0] / h
+    covered = weight > 0
+    trusted = float((conf[covered] > 0.25).mean()) if covered.any() else 0.0
+    return Displacement(smooth.astype(np.float32), (int(before_shape[0]), int(before_shape[1]))), {
+        "trusted_fraction": round(trusted, 4)
+    }

@@ -15,7 +15,9 @@ BEFORE pixel ``x`` shows the body point that the homography-aligned AFTER shows 
 
 from __future__ import annotations
 
+import io
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +25,13 @@ import cv2
 import numpy as np
 
 logger = logging.getLogger(__name__)
+
+#: How to read the field, stored with it.
+CONVENTION = (
+    "dx, dy: displacement in BEFORE full-resolution pixels on a grid over BEFORE's frame "
+    "(grid pixel centres map as a resize does: x_grid + 0.5 = (w_grid / W) (x + 0.5)); "
+    "BEFORE pixel x shows what the homography-aligned AFTER shows at x + d(x), i.e. AFTER pixel inv(H) (x + d(x))."
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,25 @@ class Displacement:
             "max_px": round(float(mag.max()), 3),
         }
 
+    def to_npz_bytes(self, homography: np.ndarray) -> bytes:
+        """The field as a compressed ``.npz`` (``dx``, ``dy``, ``before_shape``, ``homography``, ``convention``)."""
+        buf = io.BytesIO()
+        np.savez_compressed(
+            buf,
+            dx=self.field[0],
+            dy=self.field[1],
+            before_shape=np.array(self.before_shape, dtype=np.int64),
+            homography=np.asarray(homography, dtype=np.float64),
+            convention=np.array(CONVENTION),
+        )
+        return buf.getvalue()
+
+    @classmethod
+    def from_npz(cls, path: str | os.PathLike) -> Displacement:
+        """Read a field written by :meth:`to_npz_bytes` (e.g. ``OUT/displacement.npz``)."""
+        with np.load(path, allow_pickle=False) as z:
+            return cls(np.stack([z["dx"], z["dy"]]).astype(np.float32), (int(z["before_shape"][0]), int(z["before_shape"][1])))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "grid_shape": [int(self.field.shape[1]), int(self.field.shape[2])],
@@ -76,6 +104,7 @@ def estimate_displacement(
     *,
     smooth_frac: float = 0.02,
     max_frac: float = 0.03,
+    grid_size: int = 256,
 ) -> tuple[Displacement, dict[str, float]]:
     """Dense, regularised residual motion between BEFORE and the aligned AFTER.
 
@@ -93,6 +122,8 @@ def estimate_displacement(
         Gaussian regularisation scale as a fraction of the level's long side.
     max_frac : float
         Displacements are clipped to this fraction of the long side.
+    grid_size : int
+        Long side of the grid the field is kept on.
 
     Returns
     -------
@@ -127,6 +158,11 @@ def estimate_displacement(
     # Level pixels -> BEFORE full-resolution pixels.
     smooth[0] *= before_shape[1] / w
     smooth[1] *= before_shape[0] / h
+    # The field is smooth at the scale sigma: a coarser grid holds it (and keeps files small).
+    f = max(1.0, max(h, w) / grid_size)
+    if f > 1.0:
+        size = (max(2, round(w / f)), max(2, round(h / f)))
+        smooth = np.stack([cv2.resize(c, size, interpolation=cv2.INTER_AREA) for c in smooth])
     covered = weight > 0
     trusted = float((conf[covered] > 0.25).mean()) if covered.any() else 0.0
     return Displacement(smooth.astype(np.float32), (int(before_shape[0]), int(before_shape[1]))), {

@@ -73,6 +73,15 @@ def _add_method(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_nonrigid(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--nonrigid",
+        action="store_true",
+        help="after the homography, estimate a smooth displacement field (curved body views); "
+        "analyze writes it to displacement.npz and reports the change metrics with and without it",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``imgtool`` command."""
     parser = _Parser(
@@ -100,11 +109,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--roi", default=None, metavar="MASK", help="region-of-interest mask in BEFORE's frame (non-zero = inside)")
     _add_method(p)
     _add_limits(p)
+    _add_nonrigid(p)
 
     p = sub.add_parser("register", help="register AFTER onto BEFORE and print the result as JSON")
     p.add_argument("before")
     p.add_argument("after")
     _add_limits(p)
+    _add_nonrigid(p)
+    p.add_argument(
+        "--save-displacement",
+        default=None,
+        metavar="FILE",
+        help="with --nonrigid, write the displacement field to FILE (.npz)",
+    )
 
     p = sub.add_parser("segment", help="segment photos into background, skin, lesion and hair")
     p.add_argument("images", nargs="+", metavar="IMAGE")
@@ -125,6 +142,7 @@ def _max_pixels(args: argparse.Namespace) -> int:
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from .io import ensure_output_dir
     from .pipeline import AnalysisOptions, analyze_pair
+    from .registration import RegistrationOptions
     from .report import write_analysis
 
     opts = AnalysisOptions(
@@ -132,6 +150,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         pixel_size_mm=args.pixel_size_mm,
         after_pixel_size_mm=args.after_pixel_size_mm,
         max_pixels=_max_pixels(args),
+        registration=RegistrationOptions(nonrigid=args.nonrigid),
     )
     # Check the output folder before the (long) analysis, not after it.
     ensure_output_dir(args.out)
@@ -144,12 +163,16 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _cmd_register(args: argparse.Namespace) -> int:
-    from .io import read_image, to_json
-    from .registration import register
+    from .io import read_image, to_json, write_bytes
+    from .registration import RegistrationOptions, register
 
+    if args.save_displacement and not args.nonrigid:
+        raise UsageError("--save-displacement needs --nonrigid")
     before, _ = read_image(args.before, max_pixels=_max_pixels(args))
     after, _ = read_image(args.after, max_pixels=_max_pixels(args))
-    reg = register(before, after)
+    reg = register(before, after, options=RegistrationOptions(nonrigid=args.nonrigid))
+    if args.save_displacement and reg.displacement is not None and reg.homography is not None:
+        write_bytes(args.save_displacement, reg.displacement.to_npz_bytes(reg.homography))
     sys.stdout.write(to_json(reg.to_dict()))
     return EXIT_OK
 

@@ -20,6 +20,7 @@ from .quantify import ChangeMetrics, PhotoMetrics, change_metrics, photo_metrics
 from .registration import (
     Registration,
     RegistrationOptions,
+    apply_photometric,
     coverage_mask,
     local_scale,
     register,
@@ -31,6 +32,8 @@ from .segmentation import DEFAULT_METHOD, check_method, model_info, segment_labe
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+#: Where ``write_analysis`` puts the non-rigid displacement field (``--nonrigid``).
+DISPLACEMENT_FILE = "displacement.npz"
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ class AnalysisOptions:
             "pixel_size_mm": self.pixel_size_mm,
             "after_pixel_size_mm": self.after_pixel_size_mm,
             "max_pixels": self.max_pixels,
+            "registration": self.registration.to_dict(),
         }
 
 
@@ -99,9 +103,10 @@ class PairAnalysis:
     after_aligned: np.ndarray | None = field(compare=False, repr=False)
     after_labels_aligned: np.ndarray | None = field(compare=False, repr=False)
     common: np.ndarray | None = field(compare=False, repr=False)
+    change_homography_only: ChangeMetrics | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "schema_version": SCHEMA_VERSION,
             "imgtool_version": __version__,
             "model": self.model,
@@ -116,6 +121,27 @@ class PairAnalysis:
             },
             "warnings": list(self.warnings),
         }
+        if self.registration.displacement is not None and self.change_homography_only is not None:
+            d["nonrigid"] = _nonrigid_entry(self.registration, self.change, self.change_homography_only)
+        return d
+
+
+def _nonrigid_entry(reg: Registration, change: ChangeMetrics, rigid: ChangeMetrics) -> dict[str, Any]:
+    """result.json's account of the non-rigid refinement: where the field is, and its effect on the change metrics.
+
+    ``change_effect`` is ``metrics.change`` (with the field) minus ``change_homography_only``.
+    """
+    assert reg.displacement is not None
+    with_field, without = change.to_dict(), rigid.to_dict()
+    effect = {
+        k: (with_field[k] - without[k] if isinstance(with_field[k], (int, float)) and isinstance(without[k], (int, float)) else None)
+        for k in with_field
+    }
+    return {
+        "displacement_file": DISPLACEMENT_FILE,
+        "change_homography_only": without,
+        "change_effect": effect,
+    }
 
 
 def analyze_pair(
@@ -141,7 +167,9 @@ def analyze_pair(
     PairAnalysis
         Registration, label maps, per-photo metrics and change metrics. When the
         registration fails, the alignment-based change fields are None and a warning
-        says so; the per-photo metrics are still there.
+        says so; the per-photo metrics are still there. With the non-rigid option
+        (``options.registration.nonrigid``) the change metrics use the displacement
+        field, and ``change_homography_only`` holds them without it.
 
     Raises
     ------
@@ -156,13 +184,13 @@ def analyze_pair(
     roi_b = None if roi is None else read_mask(roi, shape=img_b.shape[:2], name="ROI")
     warnings: list[str] = []
 
-    reg = register(img_b, img_a, options=opts.registration)
+    labels_b, labels_a = segment_labels([img_b, img_a], method=opts.method)
+    # The labels tell registration where the skin changes by design (lesions, hair).
+    reg = register(img_b, img_a, options=opts.registration, before_labels=labels_b, after_labels=labels_a)
     if not reg.aligned:
         warnings.append(f"registration failed ({reg.reason}); change metrics that need alignment are null")
     elif reg.status != "ok":
         warnings.append(f"registration has low confidence ({reg.reason}); check the aligned pair")
-
-    labels_b, labels_a = segment_labels([img_b, img_a], method=opts.method)
 
     h = reg.homography if reg.aligned else None
     roi_a = None
@@ -181,10 +209,23 @@ def analyze_pair(
     m_a = photo_metrics(labels_a, roi=roi_a, pixel_size_mm=px_a)
 
     aligned_img = aligned_labels = common = None
+    rigid = None
+    disp = reg.displacement
     if h is not None:
-        aligned_img = warp_to_before(img_a, h, img_b.shape[:2])
-        aligned_labels = warp_to_before(labels_a, h, img_b.shape[:2], nearest=True)
-        common = coverage_mask(h, img_a.shape[:2], img_b.shape[:2])
+        # Colour-corrected to BEFORE (fitted on unchanged pixels only) for display.
+        aligned_img = apply_photometric(warp_to_before(img_a, h, img_b.shape[:2], displacement=disp), reg)
+        aligned_labels = warp_to_before(labels_a, h, img_b.shape[:2], nearest=True, displacement=disp)
+        common = coverage_mask(h, img_a.shape[:2], img_b.shape[:2], displacement=disp)
+        if disp is not None:
+            rigid = change_metrics(
+                m_b,
+                m_a,
+                labels_b,
+                warp_to_before(labels_a, h, img_b.shape[:2], nearest=True),
+                common=coverage_mask(h, img_a.shape[:2], img_b.shape[:2]),
+                roi=roi_b,
+                pixel_size_mm=px_b,
+            )
     change = change_metrics(m_b, m_a, labels_b, aligned_labels, common=common, roi=roi_b, pixel_size_mm=px_b)
 
     for w in warnings:
@@ -207,6 +248,7 @@ def analyze_pair(
         after_aligned=aligned_img,
         after_labels_aligned=aligned_labels,
         common=common,
+        change_homography_only=rigid,
     )
 
 

@@ -230,7 +230,7 @@ class Check:
 
     def to_dict(self) -> dict[str, Any]:
         v = float(self.value)
-        return {"name": self.name, "value": round(v, 4) if np.isfinite(v) else None, "verdict": self.verdict, "message": self.message}
+        return {"value": round(v, 4) if np.isfinite(v) else None, "verdict": self.verdict, "message": self.message}
 
 
 @dataclass(frozen=True)
@@ -292,7 +292,7 @@ class Registration:
             "inlier_count": int(self.inlier_count),
             "quality": dict(self.quality),
             "model": self.model,
-            "checks": [c.to_dict() for c in self.checks],
+            "checks": {c.name: c.to_dict() for c in self.checks},
             "photometric": None if self.photometric is None else self.photometric.to_dict(),
             "nonrigid": None if self.displacement is None else self.displacement.to_dict(),
         }
@@ -675,10 +675,14 @@ def _evidence_checks(ev: dict[str, float], glob: GlobalResult, opts: Registratio
 
 
 def _status(checks: list[Check]) -> tuple[str, str]:
+    """The worst verdict, and the messages of the checks that gave it (a short summary when all are ok)."""
     worst = max((c.verdict for c in checks), key=_SEVERITY.__getitem__, default=STATUS_FAILED)
     if worst == STATUS_OK:
-        summary = [c.message for c in checks if c.name in ("inliers", "image_agreement", "overlap")]
-        return STATUS_OK, "; ".join(summary)
+        v = {c.name: c.value for c in checks}
+        return STATUS_OK, (
+            f"{v['inliers']:.0f} consistent matches ({v['inlier_ratio']:.0%}), aligned images correlate "
+            f"{v['image_agreement']:.2f} above a misalignment, AFTER covers {v['overlap']:.0%} of BEFORE"
+        )
     return worst, "; ".join(c.message for c in checks if c.verdict == worst)
 
 

@@ -10,8 +10,8 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping
 
-from .io import PathLike, ensure_output_dir, write_csv, write_json, write_png
-from .pipeline import PairAnalysis
+from .io import PathLike, ensure_output_dir, write_bytes, write_csv, write_json, write_png
+from .pipeline import DISPLACEMENT_FILE, PairAnalysis
 from .segmentation import SegmentResult
 
 logger = logging.getLogger(__name__)
@@ -74,6 +74,10 @@ def write_analysis(result: PairAnalysis, out_dir: PathLike) -> dict[str, Path]:
     if result.after_aligned is not None and result.after_labels_aligned is not None:
         png("after_aligned.png", result.after_aligned)
         png("after_labels_aligned.png", result.after_labels_aligned)
+    reg = result.registration
+    if reg.displacement is not None and reg.homography is not None:
+        write_bytes(out / DISPLACEMENT_FILE, reg.displacement.to_npz_bytes(reg.homography))
+        files[DISPLACEMENT_FILE] = out / DISPLACEMENT_FILE
     doc = result.to_dict()
     write_csv(out / METRICS_CSV, [flatten(doc)])
     files[METRICS_CSV] = out / METRICS_CSV

@@ -252,7 +252,7 @@ class Registration:
     quality : dict
         Measured evidence: ``score`` (0..1), ``inlier_ratio``, ``match_count``,
         keypoint counts, ``ncc`` and ``peak`` of the aligned images, ``overlap``,
-        ``scale``, ``anisotropy``, ``perspective``, ``inlier_spread``, stage timings.
+        ``scale``, ``anisotropy``, ``perspective``, ``inlier_spread``, ``time_s``.
     before_shape, after_shape : (H, W)
         Sizes of the two oriented images.
     model : str or None
@@ -263,6 +263,9 @@ class Registration:
         AFTER -> BEFORE colour correction (see :func:`apply_photometric`).
     displacement : Displacement or None
         Residual non-rigid displacement after the homography (``nonrigid`` option).
+    timings : dict
+        Seconds spent per stage (``global_s``, ``refine_s``, ...); not part of :meth:`to_dict`,
+        so that results of the same input compare equal.
     """
 
     status: str
@@ -277,6 +280,7 @@ class Registration:
     checks: tuple[Check, ...] = ()
     photometric: PhotometricCorrection | None = None
     displacement: Displacement | None = None
+    timings: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def aligned(self) -> bool:
@@ -781,10 +785,11 @@ def register(
     def finish(status: str, reason: str, checks: list[Check], h: np.ndarray | None = None, **extra: Any) -> Registration:
         timings["total_s"] = time.perf_counter() - t0
         quality["time_s"] = round(timings["total_s"], 4)
-        quality["timings"] = {k: round(v, 4) for k, v in timings.items()}
         method = _method_name(opts, h is not None and opts.refine)
         shapes = dict(before_shape=tuple(img_b.shape[:2]), after_shape=tuple(img_a.shape[:2]))
-        return Registration(status, reason, h, method, glob.inlier_count, quality, checks=tuple(checks), **shapes, **extra)
+        logger.debug("registration %s (%s); stage times %s", status, reason, {k: round(v, 3) for k, v in timings.items()})
+        stages = {k: round(v, 4) for k, v in timings.items()}
+        return Registration(status, reason, h, method, glob.inlier_count, quality, checks=tuple(checks), timings=stages, **shapes, **extra)
 
     few = [name for name, f in (("BEFORE", fb), ("AFTER", fa)) if len(f.points) < opts.min_inliers]
     if few:

@@ -93,7 +93,14 @@ class Features:
     descriptors: np.ndarray
 
 
-def detect(gray: np.ndarray, to_norm: np.ndarray, *, max_features: int, mask: np.ndarray | None = None) -> Features:
+def detect(
+    gray: np.ndarray,
+    to_norm: np.ndarray,
+    *,
+    max_features: int,
+    contrast_threshold: float = 0.04,
+    mask: np.ndarray | None = None,
+) -> Features:
     """SIFT keypoints and RootSIFT descriptors of a working-resolution grey image.
 
     Parameters
@@ -104,10 +111,12 @@ def detect(gray: np.ndarray, to_norm: np.ndarray, *, max_features: int, mask: np
         Map from this image's working pixels to normalised coordinates.
     max_features : int
         Most keypoints kept (the strongest).
+    contrast_threshold : float
+        SIFT's threshold on the local contrast of a keypoint (lower finds more on faint texture).
     mask : (h, w) uint8 ndarray, optional
         Non-zero where keypoints may be found.
     """
-    sift = cv2.SIFT_create(nfeatures=max_features)
+    sift = cv2.SIFT_create(nfeatures=max_features, contrastThreshold=contrast_threshold)
     kps, desc = sift.detectAndCompute(gray, mask)
     if desc is None or len(kps) == 0:
         return Features(np.zeros((0, 2)), np.zeros((0, 128), np.float32))

@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 
 from ._photometric import PhotometricCorrection, apply_correction, fit_correction
+from ._reg_direct import direct_search
 from ._reg_global import (
     MODELS,
     GlobalResult,
@@ -51,6 +52,7 @@ from ._reg_nonrigid import Displacement, estimate_displacement
 from ._reg_refine import (
     Level,
     alignment_evidence,
+    change_weight,
     make_template,
     refine,
     refine_with_model_choice,
@@ -103,6 +105,9 @@ class RegistrationOptions:
         Long side of the second, finer refinement level (at most the full size).
     max_features : int
         Most keypoints kept per image.
+    contrast_threshold : float
+        SIFT's contrast threshold: low enough to find keypoints on faint skin texture
+        (pores, fine lines) after contrast equalisation.
     ratio : float
         Lowe's ratio test threshold for matches.
     ransac_threshold : float
@@ -119,8 +124,9 @@ class RegistrationOptions:
     refine_points : int
         Most points the refinement uses per level.
     label_weight : float
-        Weight (0..1) of lesion and hair pixels in the refinement when label maps are
-        given; such pixels never provide keypoints.
+        Weight (0..1), when label maps are given, of pixels that change by design (a
+        lesion in either photo; hair in one photo only) in the refinement and the
+        non-rigid field.
     photometric : bool
         Fit the AFTER -> BEFORE colour correction.
     shading : bool
@@ -149,6 +155,12 @@ class RegistrationOptions:
         Area of the inliers' convex hull, as a share of the area the photos share,
         below which the confidence is low, and below which it fails (unless the
         matches are conclusive).
+    direct_search : bool
+        When feature matches are too few, search directly for the rotation, zoom and
+        shift that align the photos' structure (the result is never better than
+        ``low_confidence``).
+    direct_min_peak : float
+        Correlation peak that such an alignment needs (else the registration fails).
     strong_inliers : int
         Inliers (with at least ``strong_ratio`` of the matches) that prove the
         correspondence on their own, whatever the pixels say.
@@ -156,9 +168,10 @@ class RegistrationOptions:
         See ``strong_inliers``.
     """
 
-    working_size: int = 1024
+    working_size: int = 640
     refine_size: int = 2048
-    max_features: int = 4000
+    max_features: int = 2000
+    contrast_threshold: float = 0.02
     ratio: float = 0.8
     ransac_threshold: float = 3.0
     models: tuple[str, ...] = MODELS
@@ -178,6 +191,8 @@ class RegistrationOptions:
     max_perspective: tuple[float, float] = (1.8, 3.0)
     min_peak: tuple[float, float] = (0.08, 0.03)
     min_spread: tuple[float, float] = (0.1, 0.02)
+    direct_search: bool = True
+    direct_min_peak: float = 0.2
     strong_inliers: int = 150
     strong_ratio: float = 0.3
 
@@ -496,15 +511,15 @@ def _rgb(source: ImageSource) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Side:
-    """One photo prepared for registration: its levels, coordinate maps and label weights."""
+    """One photo prepared for registration: its levels, coordinate maps and labels."""
 
     shape: tuple[int, int]
     norm: np.ndarray  # full px -> normalised
     work: np.ndarray  # working-resolution RGB
     work_gray: np.ndarray
     fine_gray: np.ndarray | None  # finer refinement level (None when it would equal the working level)
-    weight_work: np.ndarray | None  # prior weights from labels at the working level
-    weight_fine: np.ndarray | None
+    labels_work: np.ndarray | None  # label map at the working level
+    labels_fine: np.ndarray | None
 
     def from_norm(self, level: np.ndarray) -> np.ndarray:
         """Normalised coordinates -> pixel coordinates of a level image."""
@@ -514,15 +529,18 @@ class _Side:
     def lw(self) -> np.ndarray:
         return level_matrix(self.shape, self.work.shape[:2])
 
+    def feature_mask(self) -> np.ndarray | None:
+        """Where keypoints may be found: not on (or right next to) a lesion."""
+        if self.labels_work is None:
+            return None
+        lesion = cv2.dilate((self.labels_work == LESION).astype(np.uint8), np.ones((5, 5), np.uint8))
+        return (1 - lesion).astype(np.uint8)
 
-def _label_weight(labels: np.ndarray | None, shape: tuple[int, int], label_weight: float) -> np.ndarray | None:
-    if labels is None:
-        return None
-    small = cv2.resize(labels, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) if labels.shape != shape else labels
-    changing = ((small == LESION) | (small == HAIR)).astype(np.uint8)
-    # Lesion and hair borders are fuzzy: widen them a little.
-    changing = cv2.dilate(changing, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
-    return np.where(changing > 0, np.float32(label_weight), np.float32(1.0)).astype(np.float32)
+
+def _resize_labels(labels: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | None:
+    if labels is None or labels.shape == tuple(shape):
+        return labels
+    return cv2.resize(labels, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
 
 
 def _prepare(image: np.ndarray, labels: np.ndarray | None, opts: RegistrationOptions) -> _Side:
@@ -536,8 +554,8 @@ def _prepare(image: np.ndarray, labels: np.ndarray | None, opts: RegistrationOpt
         work=work,
         work_gray=work_gray,
         fine_gray=fine_gray,
-        weight_work=_label_weight(labels, work.shape[:2], opts.label_weight),
-        weight_fine=None if fine_gray is None else _label_weight(labels, fine_gray.shape, opts.label_weight),
+        labels_work=_resize_labels(labels, work.shape[:2]),
+        labels_fine=None if fine_gray is None else _resize_labels(labels, fine_gray.shape),
     )
 
 
@@ -652,8 +670,18 @@ def _spread_check(spread: float, glob: GlobalResult, opts: RegistrationOptions) 
     )
 
 
-def _evidence_checks(ev: dict[str, float], glob: GlobalResult, opts: RegistrationOptions, trusted: float) -> list[Check]:
+def _evidence_checks(
+    ev: dict[str, float], glob: GlobalResult, opts: RegistrationOptions, trusted: float, *, direct: bool = False
+) -> list[Check]:
     peak = ev["peak"]
+    if direct:
+        # No feature consensus to lean on: the image structure alone must be convincing.
+        v = STATUS_LOW if peak >= opts.direct_min_peak else STATUS_FAILED
+        msg = (
+            f"aligned images correlate {ev['ncc']:.2f}, {peak:.2f} above a 3-pixel misalignment "
+            f"(an alignment without feature matches needs {opts.direct_min_peak:g})"
+        )
+        return [_grade("image_agreement", peak, v, msg)]
     ratio = glob.inlier_count / glob.match_count if glob.match_count else 0.0
     strong = glob.inlier_count >= opts.strong_inliers and ratio >= opts.strong_ratio
     ok_peak, fail_peak = opts.min_peak
@@ -733,9 +761,10 @@ def register(
     options : RegistrationOptions, optional
         Settings; defaults are tuned for clinical repeat photos.
     before_labels, after_labels : (H, W) uint8 ndarray, optional
-        Label maps of the photos (0 background, 1 skin, 2 lesion, 3 hair). Lesion and
-        hair change by design between visits: with labels they provide no keypoints, are
-        down-weighted in the refinement and left out of the colour fit.
+        Label maps of the photos (0 background, 1 skin, 2 lesion, 3 hair). Lesions and
+        hair change by design between visits: with labels, lesions provide no keypoints,
+        lesions and hair that grew or was lost are down-weighted in the refinement and
+        the non-rigid field, and both are left out of the colour fit.
 
     Returns
     -------
@@ -767,7 +796,8 @@ def register(
             feature_gray(side.work),
             np.linalg.inv(side.from_norm(side.work)),
             max_features=opts.max_features,
-            mask=None if side.weight_work is None else (side.weight_work >= 0.5).astype(np.uint8),
+            contrast_threshold=opts.contrast_threshold,
+            mask=side.feature_mask(),
         )
         for side in (a, b)
     )
@@ -796,21 +826,44 @@ def register(
         msg = f"too few keypoints in {' and '.join(few)} ({len(fb.points)} / {len(fa.points)}): blank, featureless or out-of-focus photo?"
         return finish(STATUS_FAILED, msg, [_grade("keypoints", min(len(fb.points), len(fa.points)), STATUS_FAILED, msg)])
     checks = _match_checks(glob, opts)
+    direct: np.ndarray | None = None
     if glob.fit is None or glob.inlier_count < opts.min_inliers:
-        _, reason = _status(checks)
-        reason += ": unrelated photos, views that do not overlap, or texture that changed almost everywhere?"
-        return finish(STATUS_FAILED, reason, checks)
-    quality.update(
-        {
-            "sigma_px": round(glob.sigma_px, 4),
-            "gric": {f.model: round(f.gric, 2) for f in glob.candidates},
-            "global_model": glob.fit.model,
-        }
-    )
-    geo = _geometry(glob.fit.matrix, a, b)
-    spread = _inlier_spread(glob, b, geo["overlap"])
-    quality["inlier_spread"] = round(spread, 4)
-    checks.append(_spread_check(spread, glob, opts))
+        # Too few matches: unrelated photos, or the same skin with faint or changed
+        # texture. Only the direct search on image structure can tell them apart.
+        if opts.direct_search:
+            t_d = time.perf_counter()
+            direct = direct_search(
+                b.work_gray, a.work_gray, b.labels_work, a.labels_work, b.norm, a.norm,
+                full_b=b.shape, full_a=a.shape, label_weight=opts.label_weight,
+            )  # fmt: skip
+            timings["direct_s"] = time.perf_counter() - t_d
+        if direct is None:
+            _, reason = _status(checks)
+            return finish(STATUS_FAILED, reason + ": unrelated photos, views that do not overlap, or texture that changed almost everywhere?", checks)
+        checks = [
+            _grade(
+                "inliers",
+                glob.inlier_count,
+                STATUS_LOW,
+                f"only {glob.inlier_count} consistent feature matches (needs {opts.min_inliers}): aligned on image "
+                "structure alone, check the aligned pair",
+            )
+        ]
+        quality["global_model"] = "direct"
+    else:
+        quality.update(
+            {
+                "sigma_px": round(glob.sigma_px, 4),
+                "gric": {f.model: round(f.gric, 2) for f in glob.candidates},
+                "global_model": glob.fit.model,
+            }
+        )
+        geo = _geometry(glob.fit.matrix, a, b)
+        spread = _inlier_spread(glob, b, geo["overlap"])
+        quality["inlier_spread"] = round(spread, 4)
+        checks.append(_spread_check(spread, glob, opts))
+    start = direct if direct is not None else np.linalg.inv(glob.fit.matrix)  # type: ignore[union-attr]
+    geo = _geometry(np.linalg.inv(start), a, b)
     if any(c.verdict == STATUS_FAILED for c in _geometry_checks(geo, opts)):
         checks += _geometry_checks(geo, opts)
         quality.update({k: round(v, 4) for k, v in geo.items()})
@@ -818,22 +871,25 @@ def register(
 
     # 2. intensity refinement: working level with model choice, then the finer level
     t1 = time.perf_counter()
-    g, model, ev, trusted, quality["refinement"] = _refine_stage(a, b, glob, px_per_norm, opts)
+    start_model = "affine" if direct is not None else glob.fit.model  # type: ignore[union-attr]
+    g, model, ev, trusted, quality["refinement"] = _refine_stage(a, b, start, start_model, glob if direct is None else None, px_per_norm, opts)
     timings["refine_s"] = time.perf_counter() - t1
     h_norm = np.linalg.inv(g)
     h_full = np.linalg.inv(b.norm) @ h_norm @ a.norm
     h_full = h_full / h_full[2, 2]
     geo = _geometry(h_norm / h_norm[2, 2], a, b)
-    checks += _geometry_checks(geo, opts) + _evidence_checks(ev, glob, opts, trusted)
+    checks += _geometry_checks(geo, opts) + _evidence_checks(ev, glob, opts, trusted, direct=direct is not None)
     quality.update({k: round(v, 4) for k, v in geo.items()})
     quality.update({"ncc": ev["ncc"], "ncc_shifted": ev["ncc_shifted"], "peak": ev["peak"]})
     if np.isfinite(trusted):
         quality["trusted_fraction"] = round(trusted, 4)
-    if lab_b is not None:
+    if lab_b is not None and direct is None:
         quality["body_inlier_fraction"] = round(_body_inlier_fraction(glob, b, lab_b), 4)
     status, reason = _status(checks)
     quality["score"] = round(_score(glob, ev, geo, checks, opts), 4)
     if status == STATUS_FAILED:
+        if direct is not None:
+            reason = f"only {glob.inlier_count} consistent feature matches, and {reason}: unrelated photos, views that do not overlap, or texture that changed almost everywhere?"
         return finish(status, reason, checks, model=model)
 
     # 3. photometric normalisation, 4. optional non-rigid field
@@ -851,21 +907,31 @@ def register(
 
 
 def _refine_stage(
-    a: _Side, b: _Side, glob: GlobalResult, px_per_norm: float, opts: RegistrationOptions
+    a: _Side,
+    b: _Side,
+    g_global: np.ndarray,
+    start_model: str,
+    glob: GlobalResult | None,
+    px_per_norm: float,
+    opts: RegistrationOptions,
 ) -> tuple[np.ndarray, str, dict[str, float], float, dict[str, Any]]:
-    """Refine the global estimate; returns the warp (BEFORE norm -> AFTER norm), model, evidence, trusted share, notes."""
-    assert glob.fit is not None
-    g_global = np.linalg.inv(glob.fit.matrix)
-    tpl_w = make_template(Level(structure_image(b.work_gray), b.from_norm(b.work), b.weight_work), opts.refine_points)
-    lvl_a = Level(structure_image(a.work_gray), a.from_norm(a.work), a.weight_work)
+    """Refine a start warp (BEFORE norm -> AFTER norm).
+
+    Returns the warp, its model, the evidence, the share of trusted pixels and notes.
+    ``glob`` (the feature consensus, None after a direct search) vets the refinement.
+    """
+    lw = opts.label_weight
+    tpl_w = make_template(Level(structure_image(b.work_gray), b.from_norm(b.work), b.labels_work), opts.refine_points, label_weight=lw)
+    lvl_a = Level(structure_image(a.work_gray), a.from_norm(a.work), a.labels_work)
     ev_global = alignment_evidence(tpl_w, lvl_a, g_global)
     if not opts.refine:
-        return g_global, glob.fit.model, ev_global, float("nan"), {"used": False}
-    res, deviances = refine_with_model_choice(tpl_w, lvl_a, g_global, glob.fit.model)
+        return g_global, start_model, ev_global, float("nan"), {"used": False}
+    res, deviances = refine_with_model_choice(tpl_w, lvl_a, g_global, start_model)
     g_ref, levels = res.g, 1
     if b.fine_gray is not None and a.fine_gray is not None:
-        tpl_f = make_template(Level(structure_image(b.fine_gray), b.from_norm(b.fine_gray), b.weight_fine), 2 * opts.refine_points)
-        lvl_f = Level(structure_image(a.fine_gray), a.from_norm(a.fine_gray), a.weight_fine)
+        lvl_b = Level(structure_image(b.fine_gray), b.from_norm(b.fine_gray), b.labels_fine)
+        tpl_f = make_template(lvl_b, 2 * opts.refine_points, label_weight=lw)
+        lvl_f = Level(structure_image(a.fine_gray), a.from_norm(a.fine_gray), a.labels_fine)
         res_f = refine(tpl_f, lvl_f, g_ref, res.model, iterations=10)
         if np.isfinite(res_f.deviance):
             g_ref, levels = res_f.g, 2
@@ -873,12 +939,12 @@ def _refine_stage(
     accepted, why = _accept_refinement(glob, np.linalg.inv(g_ref), ev_ref, ev_global, px_per_norm, opts)
     info = {"used": accepted, "levels": levels, "iterations": res.iterations, "points": res.points, "deviance": deviances, "note": why}
     if not accepted:
-        return g_global, glob.fit.model, ev_global, float("nan"), info
+        return g_global, start_model, ev_global, float("nan"), info
     return g_ref, res.model, ev_ref, res.trusted, info
 
 
 def _accept_refinement(
-    glob: GlobalResult,
+    glob: GlobalResult | None,
     h_norm: np.ndarray,
     ev_ref: dict[str, float],
     ev_global: dict[str, float],
@@ -886,9 +952,10 @@ def _accept_refinement(
     opts: RegistrationOptions,
 ) -> tuple[bool, str]:
     """Keep the refinement only if it agrees with the feature inliers and does not lower the correlation."""
-    assert glob.fit is not None
     if ev_ref["ncc"] < ev_global["ncc"] - 0.02:
         return False, f"rejected: lowered the image correlation ({ev_global['ncc']:.3f} -> {ev_ref['ncc']:.3f})"
+    if glob is None or glob.fit is None:
+        return True, f"correlation {ev_global['ncc']:.3f} -> {ev_ref['ncc']:.3f}"
     inl = glob.fit.inliers
     res_ref = np.linalg.norm(apply_h(h_norm, glob.points_a[inl]) - glob.points_b[inl], axis=1) * px_per_norm
     res_glob = glob.fit.residual_px[inl]
@@ -912,11 +979,10 @@ def _fit_photometric(a: _Side, b: _Side, h_work: np.ndarray, opts: RegistrationO
     warped = cv2.warpPerspective(a.work, h_work, (wb, hb), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     cover = cv2.warpPerspective(np.ones(a.work.shape[:2], np.uint8), h_work, (wb, hb), flags=cv2.INTER_NEAREST)
     mask = cv2.erode(cover, np.ones((5, 5), np.uint8)).astype(bool)
-    if b.weight_work is not None:
-        mask &= b.weight_work >= 0.5
-    if a.weight_work is not None:
-        wa = cv2.warpPerspective(a.weight_work, h_work, (wb, hb), flags=cv2.INTER_NEAREST)
-        mask &= wa >= 0.5
+    # Healthy skin and background in both photos: lesions and hair follow the disease, not the camera.
+    for labels in (b.labels_work, None if a.labels_work is None else cv2.warpPerspective(a.labels_work, h_work, (wb, hb), flags=cv2.INTER_NEAREST)):
+        if labels is not None:
+            mask &= cv2.erode(((labels != LESION) & (labels != HAIR)).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     to_norm = b.norm @ np.linalg.inv(b.lw)
     return fit_correction(b.work, warped, mask, to_norm, shading=opts.shading)
 
@@ -937,12 +1003,8 @@ def _nonrigid(
     size = (gb.shape[1], gb.shape[0])
     warped = cv2.warpPerspective(ga, h_lvl, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     cover = cv2.warpPerspective(np.ones(ga.shape, np.float32), h_lvl, size, flags=cv2.INTER_NEAREST)
-    weight = cover
-    wb = _label_weight(lab_b, gb.shape, opts.label_weight)
-    if wb is not None:
-        weight = weight * wb
-    wa = _label_weight(lab_a, ga.shape, opts.label_weight)
-    if wa is not None:
-        weight = weight * cv2.warpPerspective(wa, h_lvl, size, flags=cv2.INTER_NEAREST)
+    la = _resize_labels(lab_a, ga.shape)
+    la = None if la is None else cv2.warpPerspective(la, h_lvl, size, flags=cv2.INTER_NEAREST)
+    weight = cover * change_weight(_resize_labels(lab_b, gb.shape), la, opts.label_weight)
     disp, info = estimate_displacement(structure_image(gb), structure_image(warped), weight.astype(np.float32), img_b.shape[:2])
     return disp, {**info, **disp.magnitude_stats()}

@@ -14,11 +14,15 @@ from .io import ImageInfo, read_image
 from .pipeline import AnalysisOptions, PairAnalysis, analyze_pair
 from .quantify import ChangeMetrics, PhotoMetrics, change_metrics, photo_metrics
 from .registration import Registration, RegistrationOptions, register
+from .registration import Displacement, PhotometricCorrection, apply_photometric
 from .report import write_analysis, write_segmentation
 from .segmentation import SegmentResult, segment, segment_many
 
 __all__ = [
     "__version__",
+    "Displacement",
+    "PhotometricCorrection",
+    "apply_photometric",
     "AnalysisOptions",
     "ChangeMetrics",
     "ImageInfo",

@@ -68,6 +68,9 @@ STATUS_OK = "ok"
 STATUS_LOW = "low_confidence"
 STATUS_FAILED = "failed"
 
+#: A photo with fewer keypoints than this has nothing to register on (blank, featureless).
+_MIN_KEYPOINTS = 12
+
 #: Verdicts of a single check, in increasing severity.
 _SEVERITY = {STATUS_OK: 0, STATUS_LOW: 1, STATUS_FAILED: 2}
 
@@ -622,28 +625,24 @@ def _inlier_spread(glob: GlobalResult, b: _Side, overlap: float) -> float:
 # --------------------------------------------------------------------------- checks and status
 
 
-def _grade(name: str, value: float, verdict: str, message: str) -> Check:
-    return Check(name, float(value), verdict, message)
-
-
 def _geometry_checks(geo: dict[str, float], opts: RegistrationOptions) -> list[Check]:
     checks = []
     lo, hi = opts.scale_limits
     s = geo["scale"]
     checks.append(
-        _grade("scale", s, STATUS_OK if lo <= s <= hi else STATUS_FAILED, f"zoom change x{s:.2f} (plausible {lo:g}..{hi:g})")
+        Check("scale", s, STATUS_OK if lo <= s <= hi else STATUS_FAILED, f"zoom change x{s:.2f} (plausible {lo:g}..{hi:g})")
     )
     an = geo["anisotropy"]
     v = STATUS_OK if an <= opts.max_anisotropy[0] else STATUS_LOW if an <= opts.max_anisotropy[1] else STATUS_FAILED
-    checks.append(_grade("anisotropy", an, v, f"stretch ratio {an:.2f} (ok up to {opts.max_anisotropy[0]:g}, fails above {opts.max_anisotropy[1]:g})"))
+    checks.append(Check("anisotropy", an, v, f"stretch ratio {an:.2f} (ok up to {opts.max_anisotropy[0]:g}, fails above {opts.max_anisotropy[1]:g})"))
     pe = geo["perspective"]
     v = STATUS_OK if pe <= opts.max_perspective[0] else STATUS_LOW if pe <= opts.max_perspective[1] else STATUS_FAILED
-    checks.append(_grade("perspective", pe, v, f"corner scale ratio {pe:.2f} (ok up to {opts.max_perspective[0]:g}, fails above {opts.max_perspective[1]:g})"))
+    checks.append(Check("perspective", pe, v, f"corner scale ratio {pe:.2f} (ok up to {opts.max_perspective[0]:g}, fails above {opts.max_perspective[1]:g})"))
     if geo["mirrored"] or geo["folds"]:
-        checks.append(_grade("topology", 1.0, STATUS_FAILED, "the transform mirrors or folds the image"))
+        checks.append(Check("topology", 1.0, STATUS_FAILED, "the transform mirrors or folds the image"))
     ov = geo["overlap"]
     v = STATUS_OK if ov >= opts.ok_overlap else STATUS_LOW if ov >= opts.min_overlap else STATUS_FAILED
-    checks.append(_grade("overlap", ov, v, f"AFTER covers {ov:.0%} of BEFORE (needs {opts.min_overlap:.0%}, ok from {opts.ok_overlap:.0%})"))
+    checks.append(Check("overlap", ov, v, f"AFTER covers {ov:.0%} of BEFORE (needs {opts.min_overlap:.0%}, ok from {opts.ok_overlap:.0%})"))
     return checks
 
 
@@ -651,9 +650,9 @@ def _match_checks(glob: GlobalResult, opts: RegistrationOptions) -> list[Check]:
     n_in = glob.inlier_count
     ratio = n_in / glob.match_count if glob.match_count else 0.0
     v = STATUS_OK if n_in >= opts.ok_inliers else STATUS_LOW if n_in >= opts.min_inliers else STATUS_FAILED
-    checks = [_grade("inliers", n_in, v, f"{n_in} consistent matches (needs {opts.min_inliers}, ok from {opts.ok_inliers})")]
+    checks = [Check("inliers", n_in, v, f"{n_in} consistent matches (needs {opts.min_inliers}, ok from {opts.ok_inliers})")]
     v = STATUS_OK if ratio >= 0.2 else STATUS_LOW
-    checks.append(_grade("inlier_ratio", ratio, v, f"{ratio:.0%} of {glob.match_count} matches are consistent (ok from 20%)"))
+    checks.append(Check("inlier_ratio", ratio, v, f"{ratio:.0%} of {glob.match_count} matches are consistent (ok from 20%)"))
     return checks
 
 
@@ -661,13 +660,10 @@ def _spread_check(spread: float, glob: GlobalResult, opts: RegistrationOptions) 
     lo, fail = opts.min_spread
     strong = glob.inlier_count >= opts.strong_inliers
     v = STATUS_OK if spread >= lo else STATUS_LOW if spread >= fail or strong else STATUS_FAILED
-    return _grade(
-        "inlier_spread",
-        spread,
-        v,
-        f"the consistent matches span {spread:.0%} of the shared area (ok from {lo:.0%}, fails below {fail:.0%}): "
-        "the transform is extrapolated elsewhere",
-    )
+    msg = f"the consistent matches span {spread:.0%} of the shared area (ok from {lo:.0%}, fails below {fail:.0%})"
+    if v != STATUS_OK:
+        msg += ": the transform is extrapolated over the rest"
+    return Check("inlier_spread", spread, v, msg)
 
 
 def _evidence_checks(
@@ -678,10 +674,10 @@ def _evidence_checks(
         # No feature consensus to lean on: the image structure alone must be convincing.
         v = STATUS_LOW if peak >= opts.direct_min_peak else STATUS_FAILED
         msg = (
-            f"aligned images correlate {ev['ncc']:.2f}, {peak:.2f} above a 3-pixel misalignment "
+            f"the aligned images correlate {ev['ncc']:.2f}, {peak:.2f} more than 3 pixels off "
             f"(an alignment without feature matches needs {opts.direct_min_peak:g})"
         )
-        return [_grade("image_agreement", peak, v, msg)]
+        return [Check("image_agreement", peak, v, msg)]
     ratio = glob.inlier_count / glob.match_count if glob.match_count else 0.0
     strong = glob.inlier_count >= opts.strong_inliers and ratio >= opts.strong_ratio
     ok_peak, fail_peak = opts.min_peak
@@ -692,17 +688,17 @@ def _evidence_checks(
     else:
         v = STATUS_FAILED
     checks = [
-        _grade(
+        Check(
             "image_agreement",
             peak,
             v,
-            f"aligned images correlate {ev['ncc']:.2f}, {peak:.2f} above a 3-pixel misalignment "
+            f"the aligned images correlate {ev['ncc']:.2f}, {peak:.2f} more than 3 pixels off "
             f"(ok from {ok_peak:g}, fails below {fail_peak:g} unless the matches are conclusive)",
         )
     ]
     if np.isfinite(trusted):
         v = STATUS_OK if trusted >= 0.3 else STATUS_LOW
-        checks.append(_grade("trusted_pixels", trusted, v, f"{trusted:.0%} of the compared pixels agree after alignment (ok from 30%)"))
+        checks.append(Check("trusted_pixels", trusted, v, f"{trusted:.0%} of the compared pixels agree after alignment (ok from 30%)"))
     return checks
 
 
@@ -712,31 +708,31 @@ def _status(checks: list[Check]) -> tuple[str, str]:
     if worst == STATUS_OK:
         v = {c.name: c.value for c in checks}
         return STATUS_OK, (
-            f"{v['inliers']:.0f} consistent matches ({v['inlier_ratio']:.0%}), aligned images correlate "
-            f"{v['image_agreement']:.2f} above a misalignment, AFTER covers {v['overlap']:.0%} of BEFORE"
+            f"{v['inliers']:.0f} consistent matches ({v['inlier_ratio']:.0%}), the aligned images correlate "
+            f"{v['image_agreement']:.2f} more than 3 pixels off, AFTER covers {v['overlap']:.0%} of BEFORE"
         )
     return worst, "; ".join(c.message for c in checks if c.verdict == worst)
 
 
-def _score(glob: GlobalResult, ev: dict[str, float] | None, geo: dict[str, float] | None, checks: list[Check], opts: RegistrationOptions) -> float:
-    """Confidence in 0..1: the geometric mean of the evidence, each mapped to 0..1."""
+def _score(glob: GlobalResult, ev: dict[str, float], geo: dict[str, float], checks: list[Check], opts: RegistrationOptions, *, direct: bool) -> float:
+    """Confidence in 0..1: the geometric mean of the evidence, each mapped to 0..1 (0 when any check failed).
+
+    Without a feature consensus (direct search) the matches count as a fixed 0.25.
+    """
+    if any(c.verdict == STATUS_FAILED for c in checks):
+        return 0.0
     n_in = glob.inlier_count
     ratio = n_in / glob.match_count if glob.match_count else 0.0
-    parts = [
-        np.clip((n_in - opts.min_inliers + 1) / (2 * opts.ok_inliers - opts.min_inliers + 1), 0, 1),
-        np.clip(ratio / 0.4, 0, 1),
-        np.clip(ev["peak"] / 0.2, 0, 1) if ev is not None else 0.0,
-        np.clip(geo["overlap"] / 0.5, 0, 1) if geo is not None else 0.0,
-        0.0 if any(c.verdict == STATUS_FAILED for c in checks) else 1.0,
-    ]
+    matches = 0.25 if direct else np.clip((n_in - opts.min_inliers + 1) / (2 * opts.ok_inliers - opts.min_inliers + 1), 0, 1) * np.clip(ratio / 0.4, 0, 1)
+    parts = [matches, np.clip(ev["peak"] / 0.3, 0, 1), np.clip(geo["overlap"] / 0.5, 0, 1)]
     return float(np.prod(parts) ** (1.0 / len(parts)))
 
 
 # --------------------------------------------------------------------------- registration
 
 
-def _method_name(opts: RegistrationOptions, refined: bool) -> str:
-    parts = ["rootsift+usac+gric"]
+def _method_name(opts: RegistrationOptions, refined: bool, direct: bool) -> str:
+    parts = ["direct-search" if direct else "rootsift+usac+gric"]
     if refined:
         parts.append("irls-lk")
     if opts.nonrigid:
@@ -815,16 +811,16 @@ def register(
     def finish(status: str, reason: str, checks: list[Check], h: np.ndarray | None = None, **extra: Any) -> Registration:
         timings["total_s"] = time.perf_counter() - t0
         quality["time_s"] = round(timings["total_s"], 4)
-        method = _method_name(opts, h is not None and opts.refine)
+        method = _method_name(opts, h is not None and opts.refine, quality.get("global_model") == "direct")
         shapes = dict(before_shape=tuple(img_b.shape[:2]), after_shape=tuple(img_a.shape[:2]))
         logger.debug("registration %s (%s); stage times %s", status, reason, {k: round(v, 3) for k, v in timings.items()})
         stages = {k: round(v, 4) for k, v in timings.items()}
         return Registration(status, reason, h, method, glob.inlier_count, quality, checks=tuple(checks), timings=stages, **shapes, **extra)
 
-    few = [name for name, f in (("BEFORE", fb), ("AFTER", fa)) if len(f.points) < opts.min_inliers]
+    few = [name for name, f in (("BEFORE", fb), ("AFTER", fa)) if len(f.points) < _MIN_KEYPOINTS]
     if few:
         msg = f"too few keypoints in {' and '.join(few)} ({len(fb.points)} / {len(fa.points)}): blank, featureless or out-of-focus photo?"
-        return finish(STATUS_FAILED, msg, [_grade("keypoints", min(len(fb.points), len(fa.points)), STATUS_FAILED, msg)])
+        return finish(STATUS_FAILED, msg, [Check("keypoints", min(len(fb.points), len(fa.points)), STATUS_FAILED, msg)])
     checks = _match_checks(glob, opts)
     direct: np.ndarray | None = None
     if glob.fit is None or glob.inlier_count < opts.min_inliers:
@@ -841,7 +837,7 @@ def register(
             _, reason = _status(checks)
             return finish(STATUS_FAILED, reason + ": unrelated photos, views that do not overlap, or texture that changed almost everywhere?", checks)
         checks = [
-            _grade(
+            Check(
                 "inliers",
                 glob.inlier_count,
                 STATUS_LOW,
@@ -886,7 +882,7 @@ def register(
     if lab_b is not None and direct is None:
         quality["body_inlier_fraction"] = round(_body_inlier_fraction(glob, b, lab_b), 4)
     status, reason = _status(checks)
-    quality["score"] = round(_score(glob, ev, geo, checks, opts), 4)
+    quality["score"] = round(_score(glob, ev, geo, checks, opts, direct=direct is not None), 4)
     if status == STATUS_FAILED:
         if direct is not None:
             reason = f"only {glob.inlier_count} consistent feature matches, and {reason}: unrelated photos, views that do not overlap, or texture that changed almost everywhere?"

@@ -232,6 +232,19 @@ def _world_without_lesions(seed: int) -> tuple[np.ndarray, np.ndarray]:
     return filled, np.where(les, SKIN, lab).astype(np.uint8)
 
 
+def test_direct_search_without_feature_consensus() -> None:
+    # Demanding more matches than any pair has forces the intensity-only search: it must
+    # still find the transform, and say that it is less sure.
+    forced = RegistrationOptions(min_inliers=100000, ok_inliers=100000)
+    p = _pair(21, rot=6.0, scale=1.12, shift=(0.04, -0.03))
+    reg = register(p["before"], p["after"], options=forced)
+    assert reg.status == "low_confidence", reg.reason
+    assert reg.quality["global_model"] == "direct"
+    assert corner_error(reg.homography, p["h"], p["after"].shape) < 0.5
+    other = _pair(22, rot=3.0)["after"]
+    assert register(p["before"], other, options=forced).status == "failed"
+
+
 # --------------------------------------------------------------------------- failures
 
 

@@ -384,10 +384,12 @@ def sample_lighting(rng: np.random.Generator, base: Lighting | None = None, chan
     wbr = _colour_temperature_rgb(6500 + rng.normal(0, 600 * c))
     wb = (base.white_balance[0] / wbr[0], base.white_balance[1], base.white_balance[2] / wbr[2])
     n_sh = int(rng.random() < 0.3) + int(rng.random() < 0.1)
-    shadows = tuple(
+    new_shadows = tuple(
         (rng.uniform(0, 2 * math.pi), rng.uniform(-0.9, 0.9), rng.uniform(0.02, 0.25), rng.uniform(0.2, 0.5), rng.uniform(-0.8, 0.8))
         for _ in range(n_sh)
     )
+    shadows = new_shadows if rng.random() < min(1.0, 0.6 * c) else base.shadows
+    ramp_n = rng.normal(0, 1.0, 3)
     return Lighting(
         direction=(math.cos(az) * math.cos(el), math.sin(az) * math.cos(el), math.sin(el)),
         ambient=float(np.clip(base.ambient + rng.normal(0, 0.06 * c), 0.15, 0.6)),
@@ -395,7 +397,11 @@ def sample_lighting(rng: np.random.Generator, base: Lighting | None = None, chan
         light_rgb=light,
         specular=float(np.clip(base.specular + rng.normal(0, 0.1 * c), 0.0, 0.5)),
         shininess=base.shininess,
-        ramp=(float(rng.normal(0, 0.12)), float(rng.normal(0, 0.12)), float(rng.uniform(0.0, 0.35))),
+        ramp=(
+            float(base.ramp[0] + 0.1 * c * ramp_n[0]),
+            float(base.ramp[1] + 0.1 * c * ramp_n[1]),
+            float(np.clip(base.ramp[2] + 0.1 * c * ramp_n[2], 0.0, 0.4)),
+        ),
         white_balance=wb,
         exposure=float(base.exposure * math.exp(rng.normal(0.0, 0.2 * c))),
         contrast=float(np.clip(base.contrast + rng.normal(0, 0.1 * c), 0.0, 0.6)),

@@ -16,7 +16,7 @@ same; hair that is new at the follow-up is shorter and often lighter, as regrowt
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -163,7 +163,7 @@ class HairState:
     """
 
     level: float
-    field_shift: np.ndarray | None = None
+    field_shift: np.ndarray | None = field(default=None, compare=False, repr=False)
     regrowth_white: float = 0.0
 
 

@@ -360,13 +360,13 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
     tint = np.ones(shape + (3,), dtype=np.float32)
     redness = np.zeros(shape, dtype=np.float32)
     if view == "back":
-        rel -= 7.0 * c.ridge((0, -300 * k), (0, 420 * k), 30.0 * k)  # spine groove
+        rel -= 5.0 * c.ridge((0, -300 * k), (0, 420 * k), 32.0 * k)  # spine groove
         for side in (1.0, -1.0):
             rel += 9.0 * c.bump(side * 95 * k, -125 * k, 62 * k, 95 * k, side * 0.15)  # scapulae
             rel += 5.0 * c.bump(side * 55 * k, 180 * k, 50 * k, 160 * k)  # erector spinae
         rel += 3.0 * c.bump(0, -300 * k, 14, 12)  # C7
     else:
-        rel -= 5.0 * c.ridge((0, -240 * k), (0, 40 * k), 18.0 * k)  # sternum
+        rel -= 2.5 * c.ridge((0, -240 * k), (0, 40 * k), 28.0 * k)  # sternum
         breast = (not male) and rng.random() < 0.8
         for side in (1.0, -1.0):
             if breast:

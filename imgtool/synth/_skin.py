@@ -169,7 +169,7 @@ def build_skin(
         pts = _points_in(rng, skin_zone, n_mole)
         radii = px(1.0) * rng.uniform(1.0, 3.5, n_mole)
         vals = rng.uniform(0.6, 1.0, n_mole)
-        mole_col = np.array([0.22, 0.14, 0.10], dtype=np.float32) * np.float32(rng.uniform(0.7, 1.6))
+        mole_col = np.array([0.24, 0.11, 0.05], dtype=np.float32) * np.float32(rng.uniform(0.5, 1.5))
         layer = _tint_spots(albedo, pts, radii, vals, max(0.4, px(0.25)), np.minimum(mole_col / np.maximum(tone, 1e-3), 1.0) - 1.0)
         micro += layer * np.float32(px(0.4))
         drawn.append("moles")
@@ -419,7 +419,7 @@ def sample_lesions(
                 level=0.0,
                 softness=float(rng.uniform(0.15, 0.6)),
                 roughness=float(rng.uniform(0.25, 0.6)),
-                contrast=float(rng.uniform(*contrast)),
+                contrast=float(contrast[0] + (contrast[1] - contrast[0]) * math.sqrt(rng.uniform(0.0, 1.0))),
                 dusky=dusky,
                 papules=float(rng.uniform(0, 1) ** 2),
                 scale=float(rng.uniform(0, 1) ** 2),

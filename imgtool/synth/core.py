@@ -518,7 +518,7 @@ def render_pair(
     disease_a = _change_disease(scene, dc, rs["change"])
 
     visit_b = _visit(scene, scene.disease, opts)
-    visit_a = visit_b if disease_a == scene.disease else _visit(scene, disease_a, opts, before_kept=visit_b.kept)
+    visit_a = visit_b if disease_a is scene.disease else _visit(scene, disease_a, opts, before_kept=visit_b.kept)
     k = opts.camera_change
     cam_a = sample_camera(rs["cam_a"], world_shape, photo_shape, rotation=10.0 * k, scale=(1 - 0.13 * k, 1 + 0.15 * k), shift=0.06 * k, tilt=0.05 * k, base=cam_b)
     light_a = sample_lighting(rs["light_a"], base=light_b, change=opts.lighting_change)

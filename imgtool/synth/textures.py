@@ -77,12 +77,12 @@ def _quilt(rng: np.random.Generator, patches: Sequence[np.ndarray], shape: tuple
     size = max(8, int(round(p.shape[0] * scale)))
     step = max(4, size // 2)
     chans = () if p.ndim == 2 else (p.shape[2],)
-    acc = np.zeros((h + size, w + size) + chans, dtype=np.float32)
-    wsum = np.zeros((h + size, w + size), dtype=np.float32)
+    acc = np.zeros((h + 2 * size, w + 2 * size) + chans, dtype=np.float32)
+    wsum = np.zeros((h + 2 * size, w + 2 * size), dtype=np.float32)
     ramp = 1.0 - np.abs(np.linspace(-1.0, 1.0, size, dtype=np.float32))
     win = np.outer(ramp, ramp) + np.float32(1e-3)
-    for y in range(0, h + step, step):
-        for x in range(0, w + step, step):
+    for y in range(0, h + size, step):
+        for x in range(0, w + size, step):
             q = patches[int(rng.integers(len(patches)))]
             q = cv2.resize(q, (size, size), interpolation=cv2.INTER_LINEAR)
             k = int(rng.integers(4))

@@ -547,10 +547,11 @@ def develop(
     -------
     (H, W, 3) uint8 RGB
     """
-    gains = np.asarray(lighting.white_balance, dtype=np.float32) * np.float32(lighting.exposure)
+    gains = np.asarray(lighting.white_balance, dtype=np.float32) * np.float32(lighting.exposure * 4095.0)
     lin = linear_rgb * gains
-    q = np.clip(lin * np.float32(4095.0) + np.float32(0.5), 0.0, 4095.0).astype(np.int32)
-    img = _srgb_lut(lighting.contrast)[q]
+    lin += np.float32(0.5)
+    np.clip(lin, 0.0, 4095.0, out=lin)
+    img = _srgb_lut(lighting.contrast)[lin.astype(np.uint16)]
     if sensor.blur >= 0.3:
         img = blur(img, sensor.blur)
     if sensor.motion >= 1.0:
@@ -569,10 +570,15 @@ def develop(
         # Colour noise survives demosaicing as soft blotches: draw it at half size.
         chroma = rng.standard_normal(((h + 1) // 2, (w + 1) // 2, 3), dtype=np.float32)
         chroma = cv2.resize(chroma, (w, h), interpolation=cv2.INTER_LINEAR)
-        level = np.clip(img.mean(axis=2, dtype=np.float32) * np.float32(1.0 / 255.0), 0.0, 1.0)
-        # Shot noise grows with the square root of the signal; read noise is flat.
-        sigma = np.float32(sensor.noise) * (np.float32(0.35) + np.float32(0.9) * np.sqrt(level))
-        img = img + (sigma * lum_n)[..., None] + np.float32(sensor.chroma_noise) * chroma
+        # Shot noise grows with the square root of the signal (green stands for it); read noise is flat.
+        level = np.clip(img[..., 1] * np.float32(1.0 / 255.0), 0.0, 1.0)
+        sigma = np.sqrt(level)
+        sigma *= np.float32(0.9 * sensor.noise)
+        sigma += np.float32(0.35 * sensor.noise)
+        sigma *= lum_n
+        chroma *= np.float32(sensor.chroma_noise)
+        chroma += sigma[..., None]
+        img += chroma
     out = np.clip(img + np.float32(0.5), 0.0, 255.0).astype(np.uint8)
     if sensor.jpeg_quality is not None:
         ok, buf = cv2.imencode(".jpg", out[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(sensor.jpeg_quality)])

@@ -142,30 +142,58 @@ class _Canvas:
         cv2.fillPoly(canvas, [np.round(pts * (1 << shift)).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=shift)
         return canvas.astype(np.float32) * np.float32(1.0 / 255.0)
 
+    def _window(self, x0: float, x1: float, y0: float, y1: float) -> tuple[slice, slice] | None:
+        """Canvas rows and columns covering the body-mm box ``[x0, x1] x [y0, y1]`` (None if off canvas)."""
+        h, w = self.shape
+        s = self.f.mm_per_px
+        cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+        c0 = max(0, int(math.floor((x0 - self.f.focus_mm[0]) / s + cx)) - 1)
+        c1 = min(w, int(math.ceil((x1 - self.f.focus_mm[0]) / s + cx)) + 2)
+        r0 = max(0, int(math.floor((y0 - self.f.focus_mm[1]) / s + cy)) - 1)
+        r1 = min(h, int(math.ceil((y1 - self.f.focus_mm[1]) / s + cy)) + 2)
+        if c1 <= c0 or r1 <= r0:
+            return None
+        return slice(r0, r1), slice(c0, c1)
+
     def bump(self, cx: float, cy: float, ax: float, ay: float, angle: float = 0.0) -> np.ndarray:
         """Smooth bump ``(1 - r^2)^2`` (0 outside) of an ellipse with semi-axes ``ax``, ``ay`` mm."""
+        out = np.zeros(self.shape, dtype=np.float32)
+        ext = max(ax, ay)
+        win = self._window(cx - ext, cx + ext, cy - ext, cy + ext)
+        if win is None:
+            return out
+        rs, cs = win
         ca, sa = math.cos(angle), math.sin(angle)
-        dx = self.xx - np.float32(cx)
-        dy = self.yy - np.float32(cy)
+        dx = self.x[None, cs] - np.float32(cx)
+        dy = self.y[rs, None] - np.float32(cy)
         u = (dx * np.float32(ca) + dy * np.float32(sa)) * np.float32(1.0 / ax)
         v = (-dx * np.float32(sa) + dy * np.float32(ca)) * np.float32(1.0 / ay)
         r2 = np.minimum(u * u + v * v, 1.0)
         t = 1.0 - r2
-        return t * t
+        out[rs, cs] = t * t
+        return out
 
     def ridge(self, p0: tuple[float, float], p1: tuple[float, float], width: float) -> np.ndarray:
         """Smooth ridge of half-width ``width`` mm along the segment ``p0``-``p1`` (1 on the line)."""
+        out = np.zeros(self.shape, dtype=np.float32)
         x0, y0 = p0
         x1, y1 = p1
+        win = self._window(min(x0, x1) - width, max(x0, x1) + width, min(y0, y1) - width, max(y0, y1) + width)
+        if win is None:
+            return out
+        rs, cs = win
+        xx = self.x[None, cs]
+        yy = self.y[rs, None]
         dx, dy = x1 - x0, y1 - y0
         ln2 = dx * dx + dy * dy
-        t = ((self.xx - np.float32(x0)) * np.float32(dx) + (self.yy - np.float32(y0)) * np.float32(dy)) * np.float32(1.0 / ln2)
+        t = ((xx - np.float32(x0)) * np.float32(dx) + (yy - np.float32(y0)) * np.float32(dy)) * np.float32(1.0 / ln2)
         t = np.clip(t, 0.0, 1.0)
-        ex = self.xx - (np.float32(x0) + t * np.float32(dx))
-        ey = self.yy - (np.float32(y0) + t * np.float32(dy))
+        ex = xx - (np.float32(x0) + t * np.float32(dx))
+        ey = yy - (np.float32(y0) + t * np.float32(dy))
         r2 = np.minimum((ex * ex + ey * ey) * np.float32(1.0 / (width * width)), 1.0)
         q = 1.0 - r2
-        return q * q
+        out[rs, cs] = q * q
+        return out
 
 
 def chaikin(points: np.ndarray, iterations: int = 3, closed: bool = True) -> np.ndarray:

@@ -449,6 +449,8 @@ class LesionLayers:
         Height added by papules and thickening, canvas pixels.
     dryness : (H, W)
         0..1, reduces the skin's sheen.
+    box : (y0, y1, x0, x1) or None
+        Bounding box of everything drawn (None when nothing was).
     """
 
     opacity: np.ndarray
@@ -457,6 +459,7 @@ class LesionLayers:
     crust: np.ndarray
     relief: np.ndarray
     dryness: np.ndarray
+    box: tuple[int, int, int, int] | None = None
 
 
 def render_lesions(specs: list[LesionSpec], framing: Framing, fitzpatrick: int) -> LesionLayers:
@@ -486,6 +489,7 @@ def render_lesions(specs: list[LesionSpec], framing: Framing, fitzpatrick: int) 
     crust = np.zeros((h, w), dtype=np.float32)
     relief = np.zeros((h, w), dtype=np.float32)
     dry = np.zeros((h, w), dtype=np.float32)
+    box: list[int] | None = None
     for s in specs:
         ext = 1.75 * s.radius
         x0, x1 = max(0, int(math.floor(s.cx - ext))), min(w, int(math.ceil(s.cx + ext)) + 1)
@@ -493,6 +497,7 @@ def render_lesions(specs: list[LesionSpec], framing: Framing, fitzpatrick: int) 
         if x1 - x0 < 2 or y1 - y0 < 2:
             continue
         bh, bw = y1 - y0, x1 - x0
+        box = [y0, y1, x0, x1] if box is None else [min(box[0], y0), max(box[1], y1), min(box[2], x0), max(box[3], x1)]
         rng = np.random.default_rng(s.seed)
         # The same draws in the same order whatever the visit, so both visits share the pixels.
         field_noise = fractal(rng, (bh, bw), s.radius * 0.7, octaves=4, gain=0.55)
@@ -553,16 +558,21 @@ def render_lesions(specs: list[LesionSpec], framing: Framing, fitzpatrick: int) 
             cr = polylines_alpha((bh, bw), lines, max(1, int(round(wpx))), min(1.0, wpx)) * smoothstep(o * 2.0 - 0.5)
             crust[y0:y1, x0:x1] = np.maximum(crust[y0:y1, x0:x1], cr * np.float32(0.85))
         dry[y0:y1, x0:x1] = np.maximum(dry[y0:y1, x0:x1], o * np.float32(max(s.scale, s.lichen)))
-    return LesionLayers(opacity, mult, scale, crust, relief, dry)
+    return LesionLayers(opacity, mult, scale, crust, relief, dry, None if box is None else (box[0], box[1], box[2], box[3]))
 
 
 def apply_lesions(albedo: np.ndarray, layers: LesionLayers, tone: np.ndarray, fitzpatrick: int) -> np.ndarray:
     """Composite lesion layers onto a healthy-skin albedo (returns a new array)."""
-    out = albedo * layers.multiply
+    out = albedo.copy()
+    if layers.box is None:
+        return out
+    y0, y1, x0, x1 = layers.box
+    sub = albedo[y0:y1, x0:x1] * layers.multiply[y0:y1, x0:x1]
     scale_col = np.array([0.78, 0.75, 0.72], dtype=np.float32) if fitzpatrick <= 3 else np.maximum(tone * np.float32(1.9), np.float32(0.30)).astype(np.float32)
-    out = out + layers.scale[..., None] * (scale_col - out)
+    sub += layers.scale[y0:y1, x0:x1, None] * (scale_col - sub)
     crust_col = np.array([0.20, 0.045, 0.03], dtype=np.float32)
-    out = out + layers.crust[..., None] * (crust_col - out)
+    sub += layers.crust[y0:y1, x0:x1, None] * (crust_col - sub)
+    out[y0:y1, x0:x1] = sub
     return out
 
 

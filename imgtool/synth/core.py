@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 GENERATOR_VERSION = 1
 
 #: Canvas size relative to the photo: room for the cameras to move.
-_MARGIN = 1.3
+_MARGIN = 1.25
 
 _STREAMS = ("scene", "skin", "lesions", "hair", "cam_b", "light_b", "sensor_b", "noise_b", "change", "cam_a", "light_a", "sensor_a", "noise_a", "deform", "texture")
 
@@ -244,6 +244,7 @@ class _Scene:
     skin: Skin
     background: np.ndarray
     skin_cover: np.ndarray
+    body_mask: np.ndarray
     hair_spec: HairSpec
     loss: np.ndarray
     hair_texture: np.ndarray | None
@@ -317,7 +318,9 @@ def _build_scene(seed: int, photo_shape: tuple[int, int], opts: SynthOptions, rs
     f = float(np.clip(rh.uniform(lo - 0.15 * (hi - lo), hi + 0.15 * (hi - lo)), lo, hi))
     level = cut_level(g, body.hair_base, f)
     disease = _Disease(tuple(lesions), HairState(level))
-    return _Scene(photo_shape, framing, fitz, bg_kind, body, skin, background, skin_cover.astype(np.float32), hair_spec, g, hair_tex, disease, f, tuple(extras))
+    # Relief shades the skin fully and clothing a little; the background is flat.
+    body_mask = np.maximum(skin_cover, body.clothing * np.float32(0.3)).astype(np.float32)
+    return _Scene(photo_shape, framing, fitz, bg_kind, body, skin, background, skin_cover.astype(np.float32), body_mask, hair_spec, g, hair_tex, disease, f, tuple(extras))
 
 
 @dataclass(frozen=True)
@@ -345,26 +348,46 @@ def _visit(scene: _Scene, disease: _Disease, opts: SynthOptions, before_kept: np
     )
     if scene.body.hair_kind in ("scalp", "face"):
         dots = follicle_dots(np.random.default_rng(scene.hair_spec.seed + 1), fr, scene.body, hair.kept)
-        albedo = albedo * (1.0 - np.float32(0.6) * dots)[..., None]
-    # Strands shade the skin right under them.
-    albedo = albedo * (1.0 - np.float32(0.3) * blur(hair.alpha, 1.0))[..., None]
+        if dots.any():
+            albedo *= (1.0 - np.float32(0.6) * dots)[..., None]
+    has_hair = bool(hair.alpha.any())
+    if has_hair:
+        # Strands shade the skin right under them.
+        albedo *= (1.0 - np.float32(0.3) * blur(hair.alpha, 1.0))[..., None]
     cov = scene.skin_cover
-    colour = scene.background + cov[..., None] * (albedo - scene.background)
-    colour = colour * (1.0 - hair.alpha)[..., None] + hair.rgb
+    colour = albedo - scene.background
+    colour *= cov[..., None]
+    colour += scene.background
+    if has_hair:
+        colour *= (1.0 - hair.alpha)[..., None]
+        colour += hair.rgb
+    np.clip(colour, 0.0, 1.0, out=colour)
     # Surface normals from the relief (central differences, exact arithmetic).
-    height = scene.body.height + scene.skin.micro + les.relief
+    height = scene.body.height + scene.skin.micro
+    if les.box is not None:
+        height += les.relief
+    geo = np.empty(height.shape + (4,), dtype=np.float32)
     gx = np.zeros_like(height)
     gy = np.zeros_like(height)
-    gx[:, 1:-1] = (height[:, 2:] - height[:, :-2]) * np.float32(0.5)
-    gy[1:-1, :] = (height[2:, :] - height[:-2, :]) * np.float32(0.5)
+    np.subtract(height[:, 2:], height[:, :-2], out=gx[:, 1:-1])
+    np.subtract(height[2:, :], height[:-2, :], out=gy[1:-1, :])
+    gx *= np.float32(0.5)
+    gy *= np.float32(0.5)
     inv = np.float32(1.0) / np.sqrt(gx * gx + gy * gy + np.float32(1.0))
-    body_mask = np.maximum(cov, scene.body.clothing * np.float32(0.3))
-    nx = -gx * inv * body_mask
-    ny = -gy * inv * body_mask
-    oil = scene.skin.oil * (1.0 - les.dryness) * cov * (1.0 - hair.alpha)
-    geo = np.stack([nx, ny, oil, cov], axis=-1).astype(np.float32)
-    lab = np.stack([les.opacity, hair.label], axis=-1).astype(np.float32)
-    return _WorldVisit(np.clip(colour, 0.0, 1.0).astype(np.float32), geo, lab, hair.kept)
+    inv *= scene.body_mask
+    geo[..., 0] = -gx * inv
+    geo[..., 1] = -gy * inv
+    oil = scene.skin.oil * cov
+    if les.box is not None:
+        oil *= 1.0 - les.dryness
+    if has_hair:
+        oil *= 1.0 - hair.alpha
+    geo[..., 2] = oil
+    geo[..., 3] = cov
+    lab = np.empty(height.shape + (2,), dtype=np.float32)
+    lab[..., 0] = les.opacity
+    lab[..., 1] = hair.label
+    return _WorldVisit(colour, geo, lab, hair.kept)
 
 
 def _photograph(

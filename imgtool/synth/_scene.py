@@ -26,9 +26,9 @@ VIEWS: tuple[str, ...] = ("back", "chest", "limb", "scalp", "face")
 BACKGROUNDS: tuple[str, ...] = ("wall", "sheet", "clothing", "drape", "skin_like", "reddish")
 
 # Width of the body region (mm) that a whole-view photo frames, per view.
-_WHOLE_FRAME_MM = {"back": (560.0, 760.0), "chest": (560.0, 760.0), "limb": (320.0, 620.0), "scalp": (250.0, 330.0), "face": (120.0, 190.0)}
+_WHOLE_FRAME_MM = {"back": (560.0, 760.0), "chest": (560.0, 760.0), "limb": (320.0, 620.0), "scalp": (250.0, 330.0), "face": (100.0, 150.0)}
 # Width framed by a close-up.
-_CLOSE_FRAME_MM = {"back": (70.0, 260.0), "chest": (70.0, 260.0), "limb": (60.0, 220.0), "scalp": (60.0, 170.0), "face": (50.0, 130.0)}
+_CLOSE_FRAME_MM = {"back": (70.0, 260.0), "chest": (70.0, 260.0), "limb": (60.0, 220.0), "scalp": (60.0, 170.0), "face": (45.0, 100.0)}
 
 
 @dataclass(frozen=True)
@@ -274,6 +274,14 @@ def _flow_from_angle_field(dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- framing
 
 
+def _face_focus(rng: np.random.Generator) -> tuple[float, float]:
+    """A brow region or a cheek/jaw region (the nose and mouth stay out of the frame)."""
+    if rng.random() < 0.5:
+        return (rng.uniform(-30, 30), rng.uniform(-72, -45))
+    side = 1.0 if rng.random() < 0.5 else -1.0
+    return (side * rng.uniform(45, 65), rng.uniform(35, 80))
+
+
 def choose_framing(rng: np.random.Generator, view: str, photo_shape: tuple[int, int], close_up: bool, margin: float) -> Framing:
     """Pick the canvas scale and the body point at its centre for one view.
 
@@ -304,7 +312,7 @@ def choose_framing(rng: np.random.Generator, view: str, photo_shape: tuple[int, 
             "chest": (rng.uniform(-140, 140), rng.uniform(-180, 160)),
             "limb": (rng.uniform(-200, 200), rng.uniform(-20, 20)),
             "scalp": (rng.uniform(-45, 45), rng.uniform(-60, 60)),
-            "face": (rng.uniform(-45, 45), rng.uniform(-50, 80)),
+            "face": _face_focus(rng),
         }[view]
     else:
         focus = {
@@ -312,7 +320,7 @@ def choose_framing(rng: np.random.Generator, view: str, photo_shape: tuple[int, 
             "chest": (rng.uniform(-30, 30), rng.uniform(-40, 40)),
             "limb": (rng.uniform(-60, 60), rng.uniform(-15, 15)),
             "scalp": (rng.uniform(-10, 10), rng.uniform(-10, 15)),
-            "face": (rng.uniform(-35, 35), rng.choice([rng.uniform(-60, -20), rng.uniform(30, 80)])),
+            "face": _face_focus(rng),
         }[view]
     world_shape = (int(round(ph * margin)), int(round(pw * margin)))
     return Framing(view, mm_per_px, (float(focus[0]), float(focus[1])), close_up, world_shape)
@@ -465,14 +473,16 @@ def _limb(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
     w1 = w0 * rng.uniform(0.62, 0.8)
     ang = rng.uniform(-0.6, 0.6) + (math.pi / 2 if rng.random() < 0.3 else 0.0)
     ca, sa = math.cos(ang), math.sin(ang)
-    p0 = (-700 * ca, -700 * sa)
-    p1 = (700 * ca, 700 * sa)
-    poly = _tube_poly(p0, p1, w0, w1, rng, n=14)
-    cov = c.fill(poly)
-    height = _cylinder_height(cov, c.mm(w0 * 0.95))
-    # A joint (knee/elbow) near the middle: a flexural crease and a bony prominence.
+    # Upper and lower segments meet at a slightly bent joint (knee/elbow) near the middle.
     jt = rng.uniform(-150, 150)
     jx, jy = jt * ca, jt * sa
+    bend = rng.uniform(-0.35, 0.35)
+    cb, sb = math.cos(ang + bend), math.sin(ang + bend)
+    wj = 0.5 * (w0 + w1) * rng.uniform(0.85, 1.0)
+    upper = c.fill(_tube_poly((jx - 750 * ca, jy - 750 * sa), (jx + 0.3 * wj * ca, jy + 0.3 * wj * sa), w0, wj, rng, n=10))
+    lower = c.fill(_tube_poly((jx - 0.3 * wj * cb, jy - 0.3 * wj * sb), (jx + 750 * cb, jy + 750 * sb), wj * 1.05, w1, rng, n=10))
+    cov = np.maximum(upper, lower)
+    height = _smooth_max(_cylinder_height(upper, c.mm(w0 * 0.95)), _cylinder_height(lower, c.mm(wj * 0.95)), c.mm(25.0))
     rel = 6.0 * c.bump(jx, jy, w0 * 0.5, w0 * 0.45, ang) - 3.0 * c.ridge((jx - sa * w0, jy + ca * w0), (jx + sa * w0, jy - ca * w0), 5.0)
     height = height + rel / np.float32(c.f.mm_per_px)
     redness = 0.35 * c.bump(jx, jy, w0 * 0.6, w0 * 0.5, ang) * rng.uniform(0.0, 1.0)
@@ -551,6 +561,8 @@ def _scalp(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
 
 
 def _face(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int) -> Body:
+    """Regions of the face that carry hair: the brows (with the closed eyelids and their
+    lashes) and the cheeks and jaw (beard). The framing keeps the nose and mouth out."""
     shape = c.shape
     a = rng.uniform(68, 78)
     b = rng.uniform(100, 112)
@@ -562,37 +574,31 @@ def _face(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
         w = a * (1.0 if y < 0.2 else 1.0 - (1.0 - jaw) * ((y - 0.2) / 0.8) ** 1.5)
         pts.append((x * w, y * b + 10))
     face = c.fill(chaikin(np.array(pts) + rng.normal(0, 1.0, (36, 2)), 3))
-    neck = c.fill(_tube_poly((0, 60), (0, 400), 48, 55, rng))
+    neck = c.fill(_tube_poly((0, 400), (0, 70), 55, 48, rng))
     cov = np.maximum(face, neck)
-    height = _cylinder_height(face, c.mm(a * 0.9))
-    height = np.maximum(height, _cylinder_height(neck, c.mm(45)) * 0.8)
+    height = _smooth_max(_cylinder_height(face, c.mm(a * 0.9)), _cylinder_height(neck, c.mm(45)) * 0.7, c.mm(10.0))
     rel = np.zeros(shape, dtype=np.float32)
     tint = np.ones(shape + (3,), dtype=np.float32)
     brow_y = rng.uniform(-48, -40)
-    eye_y = brow_y + rng.uniform(18, 24)
+    eye_y = brow_y + rng.uniform(20, 25)
     eye_ok = np.ones(shape, dtype=bool)
+    lashes = np.zeros(shape, dtype=np.float32)
     for s in (1.0, -1.0):
-        rel -= 7.0 * c.bump(s * 34, eye_y, 22, 14)  # eye socket
-        rel += 4.0 * c.bump(s * 45, eye_y + 30, 30, 18)  # cheekbone
-        # Closed eye: a dark lash line with a crease above it.
-        lash = c.ridge((s * 18, eye_y + 2), (s * 50, eye_y - 1), 1.6)
-        crease = c.ridge((s * 20, eye_y - 7), (s * 48, eye_y - 9), 2.5)
-        tint *= (1.0 - 0.75 * lash)[..., None]
-        tint *= (1.0 - 0.18 * crease)[..., None]
+        rel -= 6.0 * c.bump(s * 34, eye_y - 2, 24, 15)  # eye socket
+        rel += 5.0 * c.bump(s * 34, eye_y + 1, 16, 8)  # the closed eyeball under the lid
+        rel += 4.0 * c.bump(s * 48, eye_y + 32, 30, 18)  # cheekbone
+        rel -= 1.5 * c.ridge((s * 20, eye_y - 6), (s * 48, eye_y - 8), 3.0)  # lid crease
+        for i in range(5):
+            t0, t1 = i / 5, (i + 1) / 5
+            x0, x1 = s * (18 + 32 * t0), s * (18 + 32 * t1)
+            y0 = eye_y + 3.0 * (1 - (2 * t0 - 1) ** 2)
+            y1 = eye_y + 3.0 * (1 - (2 * t1 - 1) ** 2)
+            lashes = np.maximum(lashes, c.ridge((x0, y0), (x1, y1), 1.6))
         eye_ok &= c.bump(s * 34, eye_y, 26, 12) < 0.05
-    rel += 14.0 * c.ridge((0, eye_y - 5), (0, 30), 11)  # nose
-    for s in (1.0, -1.0):
-        nostril = c.bump(s * 9, 36, 5, 3)
-        tint *= (1.0 - 0.6 * smoothstep(nostril * 3))[..., None]
-    lip = np.maximum(c.bump(0, 62, 26, 5.5), c.bump(0, 69, 22, 6.5))
-    lip_m = smoothstep(lip * 4.0)
-    lip_col = np.array([0.82, 0.5, 0.52] if fitz <= 3 else [0.62, 0.42, 0.45], dtype=np.float32)
-    tint *= 1.0 + lip_m[..., None] * (lip_col - 1.0)
-    tint *= (1.0 - 0.55 * c.ridge((-22, 65), (22, 65), 1.2))[..., None]
-    eye_ok &= lip < 0.02
+    rel -= 3.0 * c.bump(0, eye_y - 4, 10, 14)  # bridge between the eyes
     height = height + rel / np.float32(c.f.mm_per_px)
     redness = (0.5 * (c.bump(48, 25, 28, 22) + c.bump(-48, 25, 28, 22))).astype(np.float32) * np.float32(rng.uniform(0, 1))
-    # Hair: eyebrows always; beard and moustache on most men; the scalp hairline at the top.
+    # Hair: eyebrows and lashes always; beard on most men; the scalp hairline at the top.
     arch = rng.uniform(4, 9)
     brows = np.zeros(shape, dtype=np.float32)
     for s in (1.0, -1.0):
@@ -602,23 +608,25 @@ def _face(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
             y0 = brow_y - arch * (1 - (2 * t0 - 0.8) ** 2)
             y1 = brow_y - arch * (1 - (2 * t1 - 0.8) ** 2)
             brows = np.maximum(brows, c.ridge((x0, y0), (x1, y1), 7.5 - 3.5 * t0))
-    hair_base = smoothstep(brows * 4.0)
+    hair_base = np.maximum(smoothstep(brows * 4.0), smoothstep(lashes * 3.0))
     scalp_top = smoothstep((np.float32(-b * 0.78) - c.yy + np.float32(6) * noise(rng, shape, c.mm(20))) * np.float32(1.0 / 3.0))
     hair_base = np.maximum(hair_base, scalp_top * face)
-    beard = np.zeros(shape, dtype=np.float32)
     if male and rng.random() < 0.8:
         lower = smoothstep((c.yy - np.float32(rng.uniform(15, 35))) * np.float32(1.0 / 6.0))
         cheeks = smoothstep((np.abs(c.xx) - np.float32(22)) * np.float32(1.0 / 6.0)) * smoothstep((c.yy - np.float32(10)) * np.float32(1.0 / 8.0))
         chin = smoothstep((c.yy - np.float32(78)) * np.float32(1.0 / 5.0))
-        moustache = c.bump(0, 51, 30, 6)
-        beard = np.maximum(np.maximum(cheeks * lower, chin), smoothstep(moustache * 3.0)) * (1.0 - lip_m) * face
+        neck_beard = smoothstep((np.float32(140) - c.yy) * np.float32(1.0 / 15.0)) * neck
+        beard = np.maximum(np.maximum(cheeks * lower, chin) * face, neck_beard)
         beard = beard * smoothstep((0.7 + 0.3 * fractal(rng, shape, c.mm(15.0), octaves=2)) * 2.5 - 0.5)
         hair_base = np.maximum(hair_base, beard)
-    # Brow hair lies outward (laterally) and a little up; beard downward; scalp back.
+    # Brow hair lies outward (laterally) and a little up; lashes and beard down; scalp back.
+    near_eye = np.abs(c.yy - np.float32(eye_y)) < 6
     fx = np.sign(c.xx) * np.float32(1.0)
-    fy = np.where(c.yy < eye_y, -0.25, 1.2).astype(np.float32) + np.float32(0.2) * noise(rng, shape, c.mm(20))
+    fy = np.where(c.yy < eye_y - 6, -0.25, 1.2).astype(np.float32) + np.float32(0.2) * noise(rng, shape, c.mm(20))
+    fx = np.where(near_eye, np.float32(0.35) * np.sign(c.xx), fx).astype(np.float32)
+    fy = np.where(near_eye, np.float32(1.0), fy).astype(np.float32)
     fy = np.where(c.yy < -b * 0.7, -1.5, fy).astype(np.float32)
-    fx = np.where(np.abs(c.xx) < 18, np.float32(0.3) * np.sign(c.xx), fx).astype(np.float32)
+    fx = np.where((np.abs(c.xx) < 18) & ~near_eye, np.float32(0.3) * np.sign(c.xx), fx).astype(np.float32)
     flow = _flow_from_angle_field(fx.astype(np.float32), fy)
     clothing = np.zeros(shape, dtype=np.float32)
     if rng.random() < 0.5:  # a collar across the neck

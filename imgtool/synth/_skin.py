@@ -36,7 +36,7 @@ FITZPATRICK_SRGB: dict[int, tuple[float, float, float]] = {
 # How far erythema shifts from red toward violaceous/brown with the skin type.
 _DUSKY = {1: 0.03, 2: 0.08, 3: 0.22, 4: 0.5, 5: 0.78, 6: 0.92}
 
-_ERYTHEMA = np.array([0.97, 0.50, 0.56], dtype=np.float32)
+_ERYTHEMA = np.array([0.98, 0.55, 0.52], dtype=np.float32)
 _VIOLACEOUS = np.array([0.60, 0.47, 0.66], dtype=np.float32)
 _BROWN = np.array([0.58, 0.48, 0.40], dtype=np.float32)
 
@@ -508,14 +508,14 @@ def render_lesions(specs: list[LesionSpec], framing: Framing, fitzpatrick: int) 
             ridges(oriented_noise(rng, (bh, bw), max(2.0, 4.0 / mmpp), max(0.8, 0.8 / mmpp), hatch_a), 0.2),
             ridges(oriented_noise(rng, (bh, bw), max(2.0, 4.0 / mmpp), max(0.8, 0.8 / mmpp), hatch_a + 1.3), 0.2),
         )
-        n_pap = int(min(4000, s.papules * (math.pi * s.radius * s.radius * mmpp * mmpp) * 0.15))
+        n_pap = int(min(1500, s.papules * (math.pi * s.radius * s.radius * mmpp * mmpp) * 0.04))
         pap_xy = rng.uniform(0, 1, (n_pap, 2)) * np.array([bw, bh])
-        pap_r = rng.uniform(0.4, 1.2, n_pap) / mmpp
-        n_exc = int(s.excoriation * 14)
+        pap_r = rng.uniform(0.5, 1.5, n_pap) / mmpp
+        n_exc = int(s.excoriation * 6) if s.radius * mmpp > 8.0 else 0
         exc_c = rng.uniform(0.25, 0.75, (n_exc, 2)) * np.array([bw, bh])
-        exc_len = rng.uniform(3.0, 14.0, n_exc) / mmpp
+        exc_len = rng.uniform(2.0, 9.0, n_exc) / mmpp
         exc_ang = rng.uniform(0, math.pi) + rng.normal(0, 0.25, n_exc)
-        exc_w = rng.uniform(0.3, 0.9, n_exc) / mmpp
+        exc_w = rng.uniform(0.2, 0.6, n_exc) / mmpp
 
         xs = np.arange(x0, x1, dtype=np.float32) - np.float32(s.cx)
         ys = np.arange(y0, y1, dtype=np.float32) - np.float32(s.cy)
@@ -533,7 +533,7 @@ def render_lesions(specs: list[LesionSpec], framing: Framing, fitzpatrick: int) 
             mult[y0:y1, x0:x1] *= m
             continue
         opacity[y0:y1, x0:x1] = np.maximum(opacity[y0:y1, x0:x1], o)
-        strength = o * np.float32(s.contrast) * (np.float32(0.8) + np.float32(0.2) * np.clip(interior, -1.0, 1.0))
+        strength = o * np.float32(s.contrast) * (np.float32(0.72) + np.float32(0.28) * np.clip(interior, -1.0, 1.0))
         tint = (1.0 - s.dusky) * _ERYTHEMA + s.dusky * (0.5 * _VIOLACEOUS + 0.5 * _BROWN)
         m = 1.0 + strength[..., None] * (tint - 1.0)
         if s.lichen > 0:
@@ -541,21 +541,22 @@ def render_lesions(specs: list[LesionSpec], framing: Framing, fitzpatrick: int) 
             m *= (1.0 - lich)[..., None]
             relief[y0:y1, x0:x1] += strength * np.float32(s.lichen * 0.25 / mmpp) * hatch
         if n_pap:
-            pap = blur(draw_discs((bh, bw), pap_xy, pap_r, 1.0), max(0.5, 0.3 / mmpp))
+            pap = blur(draw_discs((bh, bw), pap_xy, pap_r, 1.0), max(0.6, 0.5 / mmpp))
             pap *= o
-            m *= 1.0 + (pap * np.float32(s.contrast * 0.6))[..., None] * (tint - 1.0)
+            m *= 1.0 + (pap * np.float32(s.contrast * 0.35))[..., None] * (tint - 1.0)
             relief[y0:y1, x0:x1] += pap * np.float32(0.4 / mmpp)
         mult[y0:y1, x0:x1] *= m
         if s.scale > 0:
-            flakes = smoothstep((fine - np.float32(0.2)) * np.float32(3.0))
-            scale[y0:y1, x0:x1] = np.maximum(scale[y0:y1, x0:x1], flakes * o * np.float32(s.scale * 0.55 * min(1.0, s.contrast + 0.3)))
+            # Scale: a whitish haze with brighter flakes, where the patch is most active.
+            flakes = smoothstep((fine - np.float32(0.35)) * np.float32(2.5)) * np.float32(0.6) + smoothstep(interior) * np.float32(0.4)
+            scale[y0:y1, x0:x1] = np.maximum(scale[y0:y1, x0:x1], flakes * o * o * np.float32(s.scale * 0.4 * min(1.0, s.contrast + 0.3)))
         if n_exc:
             lines = []
             for (cx, cy), ln, an in zip(exc_c, exc_len, exc_ang):
                 dx, dy = 0.5 * ln * math.cos(an), 0.5 * ln * math.sin(an)
                 lines.append(np.array([[cx - dx, cy - dy], [cx + dx, cy + dy]]))
             wpx = float(np.mean(exc_w))
-            cr = polylines_alpha((bh, bw), lines, max(1, int(round(wpx))), min(1.0, wpx)) * smoothstep(o * 2.0 - 0.5)
+            cr = blur(polylines_alpha((bh, bw), lines, max(1, int(round(wpx))), min(1.0, wpx)), max(0.4, 0.15 / mmpp)) * smoothstep(o * 2.0 - 0.5)
             crust[y0:y1, x0:x1] = np.maximum(crust[y0:y1, x0:x1], cr * np.float32(0.85))
         dry[y0:y1, x0:x1] = np.maximum(dry[y0:y1, x0:x1], o * np.float32(max(s.scale, s.lichen)))
     return LesionLayers(opacity, mult, scale, crust, relief, dry, None if box is None else (box[0], box[1], box[2], box[3]))

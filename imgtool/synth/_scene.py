@@ -523,16 +523,16 @@ def _scalp(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
     # Ears at the sides, a little behind the middle.
     ears = np.zeros(shape, dtype=np.float32)
     for side in (1.0, -1.0):
-        ex = side * (a + 6) * math.cos(rot) - 5 * math.sin(rot)
-        ey = side * (a + 6) * math.sin(rot) + 5 * math.cos(rot)
-        ears = np.maximum(ears, c.fill(_ellipse_poly(ex, ey, 9, 28, rot, rng, 0.05, n=18)))
+        ex = side * (a + 1.5) * math.cos(rot) - 5 * math.sin(rot)
+        ey = side * (a + 1.5) * math.sin(rot) + 5 * math.cos(rot)
+        ears = np.maximum(ears, c.fill(_ellipse_poly(ex, ey, 6, 26, rot, rng, 0.05, n=18)))
     cov = np.maximum(head, ears)
     ca, sa = math.cos(rot), math.sin(rot)
     u = (c.xx * np.float32(ca) + c.yy * np.float32(sa)) * np.float32(1.0 / a)
     v = (-c.xx * np.float32(sa) + c.yy * np.float32(ca)) * np.float32(1.0 / b)
     r2 = np.minimum(u * u + v * v, 1.0)
     height = np.float32(c.mm(a)) * np.sqrt(1.0 - r2)
-    height = np.maximum(height, _cylinder_height(ears, c.mm(6.0)))
+    height = np.maximum(height, _cylinder_height(ears, c.mm(4.0)) + np.float32(c.mm(20.0)) * (ears >= 0.5))
     # Hair grows on the whole scalp except in front of the frontal hairline (forehead).
     hairline = rng.uniform(0.55, 0.8) + 0.08 * fractal(rng, shape, c.mm(25.0), octaves=2)
     recession = rng.uniform(0.0, 0.25) if male else 0.0

@@ -126,14 +126,14 @@ def build_skin(
     # so they shade strongly in close-ups and average out in whole-region shots.
     rough = rng.uniform(0.3, 1.0)  # young and smooth .. old and furrowed
     spacing = rng.uniform(0.7, 2.0)  # mm between furrows
-    if px(spacing) >= 4.0:  # furrows narrower than a few pixels average out in the photo
+    if px(spacing) >= 6.0:  # furrows narrower than a few pixels average out in the photo
         ang = rng.uniform(0, math.pi)
         furrows = np.zeros(shape, dtype=np.float32)
         for i in range(3):
             a = ang + i * rng.uniform(0.8, 1.3)
             f = ridges(oriented_noise(rng, shape, px(spacing * rng.uniform(4, 9)), px(spacing), a), rng.uniform(0.1, 0.2))
             furrows = np.maximum(furrows, f * np.float32(1.0 if i < 2 else 0.5))
-        fade = np.float32(min(1.0, (px(spacing) - 4.0) / 4.0))
+        fade = np.float32(min(1.0, (px(spacing) - 6.0) / 6.0))
         micro -= furrows * np.float32(px(0.06 * rough)) * fade
         lum *= 1.0 - furrows * np.float32(0.07 * rough) * fade
     pore_r = px(rng.uniform(0.04, 0.09))
@@ -164,7 +164,8 @@ def build_skin(
         _tint_spots(albedo, pts, radii, vals, max(0.4, px(0.3)), strength * (_BROWN - 1.0))
         drawn.append("freckles")
     # Moles: fewer, darker, larger, some raised.
-    n_mole = int(rng.poisson(min(rng.uniform(0.0, 0.08) * area_cm2 * distractor_rate, 60)))
+    mole_rate = 0.25 if body.hair_kind == "scalp" else 1.0
+    n_mole = int(rng.poisson(min(rng.uniform(0.0, 0.08) * area_cm2 * distractor_rate * mole_rate, 60)))
     if n_mole:
         pts = _points_in(rng, skin_zone, n_mole)
         radii = px(1.0) * rng.uniform(1.0, 3.5, n_mole)

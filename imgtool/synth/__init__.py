@@ -17,6 +17,7 @@ from .core import (
     render_photo,
     true_metrics,
 )
+from .store import read_pair, synthesize, write_pair
 from .textures import TextureBank, load_texture_bank, texture_files
 
 __all__ = [
@@ -31,8 +32,11 @@ __all__ = [
     "before_to_after_maps",
     "load_texture_bank",
     "map_after_to_before",
+    "read_pair",
     "render_pair",
     "render_photo",
+    "synthesize",
     "texture_files",
     "true_metrics",
+    "write_pair",
 ]

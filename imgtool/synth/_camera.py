@@ -370,7 +370,7 @@ def sample_lighting(rng: np.random.Generator, base: Lighting | None = None, chan
             shininess=int(rng.choice([8, 16, 32, 64])),
             ramp=(float(rng.normal(0, 0.12)), float(rng.normal(0, 0.12)), float(rng.uniform(0.0, 0.35))),
             white_balance=wb,
-            exposure=float(math.exp(rng.normal(0.0, 0.18))),
+            exposure=float(math.exp(rng.normal(-0.22, 0.2))),
             contrast=float(rng.uniform(0.0, 0.5)),
             shadows=shadows,
         )

@@ -82,7 +82,7 @@ def sample_hair(rng: np.random.Generator, body: Body, fitzpatrick: int) -> HairS
     if fitzpatrick >= 4:
         names, p = ["black", "dark_brown", "brown", "white"], [0.6, 0.25, 0.08, 0.07]
     else:
-        names, p = ["black", "dark_brown", "brown", "auburn", "blond", "light_blond", "white"], [0.15, 0.25, 0.2, 0.08, 0.15, 0.1, 0.07]
+        names, p = ["black", "dark_brown", "brown", "auburn", "blond", "light_blond", "white"], [0.22, 0.28, 0.2, 0.07, 0.11, 0.06, 0.06]
     colour = str(rng.choice(names, p=p))
     grey = float(rng.uniform(0, 1) ** 3) if colour != "white" else 1.0
     kind = body.hair_kind
@@ -265,6 +265,8 @@ def render_hair(
     # Neighbouring hairs lie together (locks) and are cut to similar lengths.
     clump = noise(rng, (h, w), max(2.0, rng.uniform(2.0, 8.0) / mmpp))
     cut = noise(rng, (h, w), max(2.0, 40.0 / mmpp))
+    # Locks catch the light differently: lighter and darker clumps of strands.
+    shade = noise(rng, (h, w), max(2.0, rng.uniform(3.0, 10.0) / mmpp))
 
     ix = np.clip(np.round(roots[:, 0]).astype(np.int64), 0, w - 1) if n else np.zeros(0, np.int64)
     iy = np.clip(np.round(roots[:, 1]).astype(np.int64), 0, h - 1) if n else np.zeros(0, np.int64)
@@ -285,6 +287,7 @@ def render_hair(
             cols = colour_texture[iy[sel], ix[sel]].astype(np.float64)
         else:
             cols = np.clip(base_col[None, :] * bright[sel, None], 0.0, 1.0)
+        cols = cols * np.clip(1.0 + 0.6 * shade[iy[sel], ix[sel]], 0.3, 1.8)[:, None]
         cols = np.where(sheen[sel, None], np.clip(cols * 1.8 + 0.02, 0.0, 1.0), cols)
         cols = np.where(white[sel, None], _WHITE[None, :] * np.clip(bright[sel, None], 0.7, 1.1), cols)
         # Strand polylines, grown segment by segment along the flow (exact arithmetic only).
@@ -346,7 +349,7 @@ def _draw_opaque(pts: np.ndarray, cols: np.ndarray, shape: tuple[int, int], thic
     return rgb, alpha
 
 
-def _splat(pts: np.ndarray, cols: np.ndarray, shape: tuple[int, int], width: float, max_samples: int = 3_000_000) -> tuple[np.ndarray, np.ndarray]:
+def _splat(pts: np.ndarray, cols: np.ndarray, shape: tuple[int, int], width: float, max_samples: int = 1_200_000) -> tuple[np.ndarray, np.ndarray]:
     """Strands thinner than a pixel: accumulate their length per pixel, so dense thin hair adds up.
 
     Points are sampled along every segment about a pixel apart; a pixel's coverage is
@@ -359,7 +362,7 @@ def _splat(pts: np.ndarray, cols: np.ndarray, shape: tuple[int, int], width: flo
     seg = pts[:, 1:] - pts[:, :-1]
     seg_len = np.sqrt((seg * seg).sum(axis=2))
     total = float(seg_len.sum())
-    spacing = max(0.7, total / max_samples)
+    spacing = max(0.9, total / max_samples)
     m = int(min(32, max(1, math.ceil(float(np.median(seg_len)) / spacing))))
     t = (np.arange(m, dtype=np.float64) + 0.5) / m
     # Samples: (strand, segment, step along the segment).

@@ -148,7 +148,8 @@ def build_skin(
     albedo = (1.0 + (mel_amp * mel)[..., None] * np.array([1.0, 1.15, 1.35], dtype=np.float32)) * tone
     albedo *= 1.0 + flush[..., None] * ((_ERYTHEMA - 1.0) * np.float32(0.6))
     albedo *= lum[..., None]
-    albedo *= body.tint
+    if float(body.tint.min()) < 1.0:  # only views with landmarks (nipples, lids) tint the skin
+        albedo *= body.tint
 
     skin_zone = body.coverage >= 0.5
     drawn: list[str] = []

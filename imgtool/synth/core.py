@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 GENERATOR_VERSION = 1
 
 #: Canvas size relative to the photo: room for the cameras to move.
-_MARGIN = 1.25
+_MARGIN = 1.18
 
 _STREAMS = ("scene", "skin", "lesions", "hair", "cam_b", "light_b", "sensor_b", "noise_b", "change", "cam_a", "light_a", "sensor_a", "noise_a", "deform", "texture")
 
@@ -353,7 +353,7 @@ def _visit(scene: _Scene, disease: _Disease, opts: SynthOptions, before_kept: np
     has_hair = bool(hair.alpha.any())
     if has_hair:
         # Strands shade the skin right under them.
-        albedo *= (1.0 - np.float32(0.3) * blur(hair.alpha, 1.0))[..., None]
+        albedo *= (1.0 - np.float32(0.45) * blur(hair.alpha, 1.0))[..., None]
     cov = scene.skin_cover
     colour = albedo - scene.background
     colour *= cov[..., None]

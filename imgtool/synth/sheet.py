@@ -49,7 +49,7 @@ def _caption(truth: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def contact_sheet(*, seed: int = 0, pairs: int = 10, tile: int = 200, size: tuple[int, int] = (768, 768), per_row: int = 3) -> np.ndarray:
+def contact_sheet(*, seed: int = 0, pairs: int = 10, tile: int = 200, size: tuple[int, int] = (768, 768), per_row: int = 2) -> np.ndarray:
     """Render a contact sheet of phantom pairs.
 
     Parameters

@@ -16,7 +16,7 @@ same; hair that is new at the follow-up is shorter and often lighter, as regrowt
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -105,6 +105,40 @@ def sample_hair(rng: np.random.Generator, body: Body, fitzpatrick: int) -> HairS
         curl = rng.uniform(0.05, 0.5)
         spread = rng.uniform(0.2, 0.6)
     return HairSpec(kind, colour, grey, float(density), float(length), float(width), float(curl), float(spread), int(rng.integers(0, 2**31 - 1)))
+
+
+def _lum(rgb: np.ndarray) -> float:
+    return float(0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2])
+
+
+def ensure_visible(spec: HairSpec, skin_tone: np.ndarray, target: float = 0.06) -> HairSpec:
+    """Make hair that is labelled also visible: enough strand area times colour contrast.
+
+    A hair-bearing region whose strands cover little skin in a colour close to the
+    skin's (fine blond hair on fair skin) would be labelled hair but be invisible in the
+    photo. The visibility ``coverage x contrast`` (coverage = density x length x width,
+    contrast = relative luminance difference of hair and skin) is raised to ``target``
+    by denser and longer hair, and failing that by a darker (or, on dark skin, lighter)
+    colour.
+    """
+    skin = _lum(np.asarray(skin_tone))
+    dens_cap = {"scalp": 3.0, "face": 2.0}.get(spec.kind, 0.7)
+    len_cap = {"scalp": 80.0, "face": 14.0}.get(spec.kind, 28.0)
+
+    def visibility(s: HairSpec) -> float:
+        col = srgb_to_linear(HAIR_COLOURS[s.colour_name])
+        hair = (1.0 - s.grey) * _lum(col) + s.grey * _lum(_WHITE)
+        contrast = abs(skin - hair) / max(skin, hair, 1e-3)
+        return s.density * s.length_mm * s.width_mm * contrast
+
+    v = visibility(spec)
+    if v >= target:
+        return spec
+    f = math.sqrt(target / max(v, 1e-6))
+    out = replace(spec, density=min(dens_cap, spec.density * f), length_mm=min(len_cap, spec.length_mm * f))
+    if visibility(out) < target:
+        out = replace(out, colour_name="black" if skin > 0.12 else "white", grey=0.0)
+    return out
 
 
 def loss_field(rng: np.random.Generator, framing: Framing, body: Body) -> np.ndarray:

@@ -26,9 +26,9 @@ VIEWS: tuple[str, ...] = ("back", "chest", "limb", "scalp", "face")
 BACKGROUNDS: tuple[str, ...] = ("wall", "sheet", "clothing", "drape", "skin_like", "reddish")
 
 # Width of the body region (mm) that a whole-view photo frames, per view.
-_WHOLE_FRAME_MM = {"back": (560.0, 760.0), "chest": (560.0, 760.0), "limb": (320.0, 620.0), "scalp": (250.0, 330.0), "face": (100.0, 150.0)}
+_WHOLE_FRAME_MM = {"back": (560.0, 760.0), "chest": (560.0, 760.0), "limb": (320.0, 620.0), "scalp": (250.0, 330.0), "face": (70.0, 100.0)}
 # Width framed by a close-up.
-_CLOSE_FRAME_MM = {"back": (70.0, 260.0), "chest": (70.0, 260.0), "limb": (60.0, 220.0), "scalp": (60.0, 170.0), "face": (45.0, 100.0)}
+_CLOSE_FRAME_MM = {"back": (70.0, 260.0), "chest": (70.0, 260.0), "limb": (60.0, 220.0), "scalp": (60.0, 170.0), "face": (40.0, 70.0)}
 
 
 @dataclass(frozen=True)
@@ -277,7 +277,7 @@ def _flow_from_angle_field(dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
 def _face_focus(rng: np.random.Generator) -> tuple[float, float]:
     """A brow region or a cheek/jaw region (the nose and mouth stay out of the frame)."""
     if rng.random() < 0.5:
-        return (rng.uniform(-30, 30), rng.uniform(-72, -45))
+        return (rng.uniform(-30, 30), rng.uniform(-78, -62))
     side = 1.0 if rng.random() < 0.5 else -1.0
     return (side * rng.uniform(45, 65), rng.uniform(35, 80))
 

@@ -41,7 +41,7 @@ from ._camera import (
     shade,
 )
 from ._fields import blur
-from ._hair import HairLayers, HairSpec, HairState, cut_level, follicle_dots, loss_field, render_hair, sample_hair
+from ._hair import HairLayers, HairSpec, HairState, cut_level, ensure_visible, follicle_dots, loss_field, render_hair, sample_hair
 from ._scene import BACKGROUNDS, VIEWS, Body, Framing, build_background, build_body, choose_framing, clothing_occluder, ruler
 from ._skin import LesionSpec, Skin, apply_lesions, build_skin, change_lesion, render_lesions, sample_lesions
 from .textures import TextureBank
@@ -311,7 +311,7 @@ def _build_scene(seed: int, photo_shape: tuple[int, int], opts: SynthOptions, rs
     lesions = sample_lesions(rl, framing, body, fitz, n_les, opts.lesion_contrast, photo_shape)
 
     rh = rs["hair"]
-    hair_spec = sample_hair(rh, body, fitz)
+    hair_spec = ensure_visible(sample_hair(rh, body, fitz), skin.tone)
     g = loss_field(rh, framing, body)
     lo, hi = opts.hair_loss
     # Mass at both ends: total loss and full hair are common in practice.

@@ -17,6 +17,8 @@ from .registration import Registration, RegistrationOptions, register
 from .registration import Displacement, PhotometricCorrection, apply_photometric
 from .report import write_analysis, write_segmentation
 from .segmentation import SegmentResult, segment, segment_many
+from .evaluate import Evaluation, evaluate_masks, evaluate_phantoms
+from .synth import DiseaseChange, PhantomPair, SynthOptions, render_pair, render_photo
 
 __all__ = [
     "__version__",
@@ -25,23 +27,31 @@ __all__ = [
     "apply_photometric",
     "AnalysisOptions",
     "ChangeMetrics",
+    "DiseaseChange",
+    "Evaluation",
     "ImageInfo",
     "ImgtoolError",
     "InputError",
     "ModelError",
     "OutputError",
     "PairAnalysis",
+    "PhantomPair",
     "PhotoMetrics",
     "Registration",
     "RegistrationError",
     "RegistrationOptions",
     "SegmentResult",
+    "SynthOptions",
     "UsageError",
     "analyze_pair",
     "change_metrics",
+    "evaluate_masks",
+    "evaluate_phantoms",
     "photo_metrics",
     "read_image",
     "register",
+    "render_pair",
+    "render_photo",
     "segment",
     "segment_many",
     "write_analysis",

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,7 @@ from ._photometric import PhotometricCorrection, apply_correction, fit_correctio
 from ._reg_direct import direct_search
 from ._reg_global import (
     MODELS,
+    Features,
     GlobalResult,
     apply_h,
     detect,
@@ -514,15 +516,16 @@ def _rgb(source: ImageSource) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Side:
-    """One photo prepared for registration: its levels, coordinate maps and labels."""
+    """One photo prepared for registration: its levels, coordinate maps, labels and keypoints."""
 
     shape: tuple[int, int]
     norm: np.ndarray  # full px -> normalised
     work: np.ndarray  # working-resolution RGB
     work_gray: np.ndarray
-    fine_gray: np.ndarray | None  # finer refinement level (None when it would equal the working level)
+    work_level: Level  # structure image at the working level
+    fine_level: Level | None  # finer refinement level (None when it would equal the working level)
     labels_work: np.ndarray | None  # label map at the working level
-    labels_fine: np.ndarray | None
+    features: Features
 
     def from_norm(self, level: np.ndarray) -> np.ndarray:
         """Normalised coordinates -> pixel coordinates of a level image."""
@@ -532,13 +535,6 @@ class _Side:
     def lw(self) -> np.ndarray:
         return level_matrix(self.shape, self.work.shape[:2])
 
-    def feature_mask(self) -> np.ndarray | None:
-        """Where keypoints may be found: not on (or right next to) a lesion."""
-        if self.labels_work is None:
-            return None
-        lesion = cv2.dilate((self.labels_work == LESION).astype(np.uint8), np.ones((5, 5), np.uint8))
-        return (1 - lesion).astype(np.uint8)
-
 
 def _resize_labels(labels: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | None:
     if labels is None or labels.shape == tuple(shape):
@@ -547,18 +543,40 @@ def _resize_labels(labels: np.ndarray | None, shape: tuple[int, int]) -> np.ndar
 
 
 def _prepare(image: np.ndarray, labels: np.ndarray | None, opts: RegistrationOptions) -> _Side:
+    """Everything that depends on one photo only (run for both photos in parallel)."""
+    norm = normaliser(image.shape[:2])
     fine = downscale(image, max(opts.refine_size, opts.working_size))
     work = downscale(fine, opts.working_size)
     work_gray = cv2.cvtColor(work, cv2.COLOR_RGB2GRAY)
-    fine_gray = cv2.cvtColor(fine, cv2.COLOR_RGB2GRAY) if fine.shape[:2] != work.shape[:2] and opts.refine else None
+    labels_work = _resize_labels(labels, work.shape[:2])
+
+    def level(gray: np.ndarray, lab: np.ndarray | None) -> Level:
+        return Level(structure_image(gray), level_matrix(image.shape[:2], gray.shape) @ np.linalg.inv(norm), lab)
+
+    fine_level = None
+    if fine.shape[:2] != work.shape[:2] and opts.refine:
+        fine_gray = cv2.cvtColor(fine, cv2.COLOR_RGB2GRAY)
+        fine_level = level(fine_gray, _resize_labels(labels, fine_gray.shape))
+    # Keypoints never come from lesions (or right next to them): those change by design.
+    mask = None
+    if labels_work is not None:
+        mask = 1 - cv2.dilate((labels_work == LESION).astype(np.uint8), np.ones((5, 5), np.uint8))
+    features = detect(
+        feature_gray(work),
+        norm @ np.linalg.inv(level_matrix(image.shape[:2], work.shape[:2])),  # working px -> normalised
+        max_features=opts.max_features,
+        contrast_threshold=opts.contrast_threshold,
+        mask=mask,
+    )
     return _Side(
         shape=image.shape[:2],
-        norm=normaliser(image.shape[:2]),
+        norm=norm,
         work=work,
         work_gray=work_gray,
-        fine_gray=fine_gray,
-        labels_work=_resize_labels(labels, work.shape[:2]),
-        labels_fine=None if fine_gray is None else _resize_labels(labels, fine_gray.shape),
+        work_level=level(work_gray, labels_work),
+        fine_level=fine_level,
+        labels_work=labels_work,
+        features=features,
     )
 
 
@@ -783,20 +801,11 @@ def register(
     lab_a = _labels_for(after_labels, img_a.shape, "after_labels")
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    b = _prepare(img_b, lab_b, opts)
-    a = _prepare(img_a, lab_a, opts)
-
-    # 1. global: features, matches, robust fits, model choice
-    fa, fb = (
-        detect(
-            feature_gray(side.work),
-            np.linalg.inv(side.from_norm(side.work)),
-            max_features=opts.max_features,
-            contrast_threshold=opts.contrast_threshold,
-            mask=side.feature_mask(),
-        )
-        for side in (a, b)
-    )
+    # The two photos are independent until matching: prepare them on two threads
+    # (OpenCV and numpy release the GIL), which halves this stage's time on two cores.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        b, a = pool.map(lambda args: _prepare(*args, opts), [(img_b, lab_b), (img_a, lab_a)])
+    fa, fb = a.features, b.features
     px_per_norm = float(b.from_norm(b.work)[0, 0])
     glob = fit_global(fa, fb, ratio=opts.ratio, threshold_px=opts.ransac_threshold, px_per_norm=px_per_norm, models=opts.models)
     timings["global_s"] = time.perf_counter() - t0
@@ -917,17 +926,16 @@ def _refine_stage(
     ``glob`` (the feature consensus, None after a direct search) vets the refinement.
     """
     lw = opts.label_weight
-    tpl_w = make_template(Level(structure_image(b.work_gray), b.from_norm(b.work), b.labels_work), opts.refine_points, label_weight=lw)
-    lvl_a = Level(structure_image(a.work_gray), a.from_norm(a.work), a.labels_work)
+    tpl_w = make_template(b.work_level, opts.refine_points, label_weight=lw)
+    lvl_a = a.work_level
     ev_global = alignment_evidence(tpl_w, lvl_a, g_global)
     if not opts.refine:
         return g_global, start_model, ev_global, float("nan"), {"used": False}
     res, deviances = refine_with_model_choice(tpl_w, lvl_a, g_global, start_model)
     g_ref, levels = res.g, 1
-    if b.fine_gray is not None and a.fine_gray is not None:
-        lvl_b = Level(structure_image(b.fine_gray), b.from_norm(b.fine_gray), b.labels_fine)
-        tpl_f = make_template(lvl_b, 2 * opts.refine_points, label_weight=lw)
-        lvl_f = Level(structure_image(a.fine_gray), a.from_norm(a.fine_gray), a.labels_fine)
+    if b.fine_level is not None and a.fine_level is not None:
+        tpl_f = make_template(b.fine_level, 2 * opts.refine_points, label_weight=lw)
+        lvl_f = a.fine_level
         res_f = refine(tpl_f, lvl_f, g_ref, res.model, iterations=10)
         if np.isfinite(res_f.deviance):
             g_ref, levels = res_f.g, 2

@@ -8,14 +8,18 @@ images. Warping AFTER into BEFORE's frame is ``cv2.warpPerspective(after, H, (W_
 The method, stage by stage (details in ``docs/registration.md``):
 
 1. *Global*: SIFT keypoints with RootSIFT descriptors on contrast-equalised grey images
-   at a working resolution, mutual ratio-test matches, and a similarity, an affine map
-   and a homography each estimated robustly (RANSAC; MAGSAC++ for the homography). The
-   model with the lowest GRIC wins: a more flexible model only where the matches need it.
+   at a working resolution (never on lesions), mutual ratio-test matches, and a
+   similarity, an affine map and a homography each estimated robustly (RANSAC; MAGSAC++
+   for the homography). The model with the lowest GRIC wins: a more flexible model only
+   where the matches need it. When the matches are too few, a *direct search* (a grid of
+   rotations and zooms, phase correlation, coarse-to-fine Lucas-Kanade; see
+   :mod:`imgtool._reg_direct`) may still align the photos' structure, never with more
+   than ``low_confidence``.
 2. *Refinement*: robust inverse-compositional Lucas-Kanade on local-contrast-normalised
    images, first at the working resolution (where a more flexible model is adopted only
-   if the pixels demand it), then at a higher resolution. Lesion and hair pixels are
-   down-weighted when label maps are given, and every pixel that still disagrees after
-   alignment is down-weighted by the Geman-McClure loss.
+   if the pixels demand it), then at a higher resolution. With label maps, lesions and
+   hair that grew or was lost are down-weighted, and every pixel that still disagrees
+   after alignment is down-weighted by the Geman-McClure loss.
 3. *Photometric normalisation*: a colour map from AFTER to BEFORE fitted robustly on
    unchanged pixels of the aligned pair (see :mod:`imgtool._photometric`).
 4. *Non-rigid refinement* (optional): a regularised dense displacement field after the

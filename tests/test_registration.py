@@ -245,6 +245,25 @@ def test_direct_search_without_feature_consensus() -> None:
     assert register(p["before"], other, options=forced).status == "failed"
 
 
+@pytest.mark.parametrize("seed", [41, 43, 47], ids=["scalp", "chest", "back"])
+def test_phantom_pairs(seed: int) -> None:
+    # The project's phantoms: camera, lighting and disease change with exact truth.
+    from imgtool.synth import render_pair
+
+    p = render_pair(seed, size=(512, 384))
+    assert p.displacement is None  # these seeds move the camera only
+    reg = register(p.before, p.after, before_labels=p.before_labels, after_labels=p.after_labels)
+    assert reg.status == "ok", reg.reason
+    assert corner_error(reg.homography, p.homography, p.after.shape) < 0.5
+
+
+def test_unrelated_phantoms_fail() -> None:
+    from imgtool.synth import render_pair
+
+    a, b = render_pair(43, size=(512, 384)), render_pair(47, size=(512, 384))
+    assert register(a.before, b.after, before_labels=a.before_labels, after_labels=b.after_labels).status == "failed"
+
+
 # --------------------------------------------------------------------------- failures
 
 

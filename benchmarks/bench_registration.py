@@ -12,6 +12,9 @@ Three sections, each with the baseline measured in the same run on the same pair
   change and painted local changes covering up to a third of the view; plus the classic
   graf1/graf3 pair with its ground-truth homography. Skipped when the photos are absent
   (``apt-get install opencv-doc``).
+* ``failures``: pairs that must come out ``failed``: every ordered pair of different
+  opencv-doc photos, non-overlapping halves of each, blank and noise-only AFTER photos,
+  and phantoms registered against another phantom's AFTER.
 * ``timing``: one 12-megapixel pair (an opencv-doc photo enlarged to 4000x3000 and viewed
   twice), registered in memory (decoding excluded) on ``--threads`` threads; median of
   ``--repeats`` runs.
@@ -327,6 +330,44 @@ def bench_real(data: Path, per_photo: int, seed: int) -> dict[str, Any] | None:
     return out
 
 
+def bench_failures(data: Path, phantoms: int, seed: int, size: tuple[int, int]) -> dict[str, Any]:
+    """Statuses on pairs that must fail: unrelated photos, views that do not overlap, blank images."""
+    cases: dict[str, list[str]] = {}
+    peaks: list[float] = []
+
+    def run(name: str, before: np.ndarray, after: np.ndarray, **labels: np.ndarray) -> None:
+        reg = register(before, after, **labels)
+        cases.setdefault(name, []).append(reg.status)
+        if reg.quality.get("peak") is not None:
+            peaks.append(float(reg.quality["peak"]))
+        if reg.status != "failed":
+            print(f"  NOT FAILED: {name}: {reg.status} ({reg.reason})", flush=True)
+
+    photos = [data / f for f in REAL_PHOTOS if (data / f).exists()]
+    imgs = [_rgb(p) for p in photos]
+    for i in range(len(imgs)):
+        for j in range(len(imgs)):
+            if i != j and photos[i].name[:4] != photos[j].name[:4]:
+                run("unrelated photos", imgs[i], imgs[j])
+        h, w = imgs[i].shape[:2]
+        run("halves that do not overlap", imgs[i][:, : int(0.45 * w)], imgs[i][:, int(0.55 * w) :])
+        blank = np.full_like(imgs[i], 128)
+        run("blank AFTER", imgs[i], blank)
+        run("noise-only AFTER", imgs[i], np.clip(blank + np.random.default_rng(i).normal(0, 3, blank.shape), 0, 255).astype(np.uint8))
+    if phantoms > 1:
+        try:
+            from imgtool.synth import render_pair
+        except ImportError:
+            print("failures: unrelated phantoms skipped (imgtool.synth is not installed)")
+        else:
+            pairs = [render_pair(s, size=size) for s in range(seed, seed + phantoms)]
+            for k, p in enumerate(pairs):
+                q = pairs[(k + 1) % len(pairs)]
+                run("unrelated phantoms", p.before, q.after, before_labels=p.before_labels, after_labels=q.after_labels)
+    out = {name: {s: st.count(s) for s in ("ok", "low_confidence", "failed")} for name, st in cases.items()}
+    return {"cases": out, "largest_peak": max(peaks) if peaks else None}
+
+
 def _median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, float]:
     walls, cpus = [], []
     for _ in range(repeats):
@@ -401,6 +442,12 @@ def _table(result: dict[str, Any]) -> None:
             f"({t['ours_cpu_s']:.3f} s CPU, {_fmt(t['ours_corner_error_px'])} px), ORB+RANSAC {t['baseline_wall_s']:.3f} s wall "
             f"({t['baseline_cpu_s']:.3f} s CPU, {_fmt(t['baseline_corner_error_px'])} px); stages {t['ours_stages_s']}"
         )
+    f = result.get("failures")
+    if f:
+        print("\nmust fail:")
+        for name, counts in f["cases"].items():
+            print(f"  {name:<28} " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        print(f"  largest image-agreement peak among them: {_fmt(f['largest_peak'])}")
     print(f"load average before/after: {result['load_average_before'][0]:.2f} / {result['load_average_after'][0]:.2f} (cores: {os.cpu_count()})")
 
 
@@ -413,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--real-seed", type=int, default=20251125, help="seed of the random views of real photos")
     ap.add_argument("--data", default=str(OPENCV_DATA), help="folder of opencv-doc's sample photos")
     ap.add_argument("--repeats", type=int, default=5, help="timing repeats of the 12 MP pair (0 skips)")
+    ap.add_argument("--unrelated", type=int, default=30, help="phantoms paired with the next one's AFTER in the failure section (-1 skips the section)")
     ap.add_argument("--threads", type=int, default=2, help="OpenCV and BLAS threads (the target machine has 2 cores)")
     ap.add_argument("--out", default="benchmarks/results/registration.json", help="JSON results file")
     args = ap.parse_args(argv)
@@ -426,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     result["timing"] = bench_timing(data, args.repeats, args.real_seed) if args.repeats > 0 else None
     result["real"] = bench_real(data, args.real_pairs, args.real_seed) if args.real_pairs > 0 else None
     result["phantoms"] = bench_phantoms(args.phantoms, args.phantom_seed, (w, h)) if args.phantoms > 0 else None
+    result["failures"] = bench_failures(data, args.unrelated, args.phantom_seed + 50000, (w, h)) if args.unrelated >= 0 else None
     result.update(
         {
             "elapsed_s": time.perf_counter() - t0,

@@ -355,10 +355,11 @@ def refine_with_model_choice(
     g0: np.ndarray,
     start_model: str,
     *,
+    models: tuple[str, ...] = MODELS,
     iterations: int = 30,
     correlation_area: float = 25.0,
 ) -> tuple[RefineResult, dict[str, float]]:
-    """Refine with ``start_model``, then adopt a more flexible model only if the pixels demand it.
+    """Refine with ``start_model``, then adopt a more flexible one of ``models`` only if the pixels demand it.
 
     The more flexible model must lower the deviance by more than a BIC penalty of
     ``log(N / correlation_area)`` per extra parameter (neighbouring points are not
@@ -378,7 +379,7 @@ def refine_with_model_choice(
         return base, tried
     n_eff = max(base.points / correlation_area, 2.0)
     penalty = float(np.log(n_eff))
-    for model in MODELS[MODELS.index(start_model) + 1 :]:
+    for model in (m for m in MODELS[MODELS.index(start_model) + 1 :] if m in models):
         # Same loss scale as the base run, so that the deviances are comparable.
         cand = refine(tpl, img, best.g, model, iterations=iterations, scale=base.scale)
         tried[model] = round(cand.deviance, 2)

@@ -60,6 +60,7 @@ from ._reg_refine import (
     alignment_evidence,
     change_weight,
     make_template,
+    project_to_model,
     refine,
     refine_with_model_choice,
     structure_image,
@@ -880,7 +881,9 @@ def register(
 
     # 2. intensity refinement: working level with model choice, then the finer level
     t1 = time.perf_counter()
-    start_model = "affine" if direct is not None else glob.fit.model  # type: ignore[union-attr]
+    # The direct search ends with an affine warp (projected onto the allowed model if need be).
+    direct_model = "affine" if "affine" in opts.models else min(opts.models, key=MODELS.index)
+    start_model = direct_model if direct is not None else glob.fit.model  # type: ignore[union-attr]
     g, model, ev, trusted, quality["refinement"] = _refine_stage(a, b, start, start_model, glob if direct is None else None, px_per_norm, opts)
     timings["refine_s"] = time.perf_counter() - t1
     h_norm = np.linalg.inv(g)
@@ -934,8 +937,9 @@ def _refine_stage(
     lvl_a = a.work_level
     ev_global = alignment_evidence(tpl_w, lvl_a, g_global)
     if not opts.refine:
-        return g_global, start_model, ev_global, float("nan"), {"used": False}
-    res, deviances = refine_with_model_choice(tpl_w, lvl_a, g_global, start_model)
+        g = project_to_model(start_model, g_global)
+        return g, start_model, alignment_evidence(tpl_w, lvl_a, g), float("nan"), {"used": False}
+    res, deviances = refine_with_model_choice(tpl_w, lvl_a, g_global, start_model, models=tuple(opts.models))
     g_ref, levels = res.g, 1
     if b.fine_level is not None and a.fine_level is not None:
         tpl_f = make_template(b.fine_level, 2 * opts.refine_points, label_weight=lw)

@@ -53,7 +53,15 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from imgtool.io import to_json  # noqa: E402
-from imgtool.registration import RegistrationOptions, corner_error, map_points, register  # noqa: E402
+from imgtool.quantify import change_metrics, photo_metrics  # noqa: E402
+from imgtool.registration import (  # noqa: E402
+    RegistrationOptions,
+    corner_error,
+    coverage_mask,
+    map_points,
+    register,
+    warp_to_before,
+)
 
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 #: Photographs among opencv-doc's sample data (no drawings, charts or renders).
@@ -193,12 +201,21 @@ def _graf_truth(path: Path) -> np.ndarray:
 # --------------------------------------------------------------------------- scoring
 
 
+def _pct(e: np.ndarray, q: float) -> float | None:
+    """Percentile where failures are +inf (inf where the percentile falls among them); None if empty."""
+    if len(e) == 0:
+        return None
+    with np.errstate(invalid="ignore"):
+        v = float(np.percentile(e, q))
+    return float("inf") if np.isnan(v) else v
+
+
 def _summary(errors: list[float], statuses: list[str] | None = None) -> dict[str, Any]:
     e = np.array(errors, dtype=np.float64)
     out: dict[str, Any] = {
         "pairs": int(len(e)),
-        "median_px": float(np.median(e)) if len(e) else None,
-        "p95_px": float(np.percentile(e, 95)) if len(e) else None,
+        "median_px": _pct(e, 50) if len(e) else None,
+        "p95_px": _pct(e, 95) if len(e) else None,
         "within_2px": float(np.mean(e <= BAD_PX)) if len(e) else None,
     }
     if statuses is not None:
@@ -210,8 +227,8 @@ def _summary(errors: list[float], statuses: list[str] | None = None) -> dict[str
                 "low_confidence": int((st == "low_confidence").sum()),
                 "failed": int((st == "failed").sum()),
                 "wrong_but_ok": int(((st == "ok") & (e > BAD_PX)).sum()),
-                "accepted_median_px": float(np.median(acc)) if len(acc) else None,
-                "accepted_p95_px": float(np.percentile(acc, 95)) if len(acc) else None,
+                "accepted_median_px": _pct(acc, 50) if len(acc) else None,
+                "accepted_p95_px": _pct(acc, 95) if len(acc) else None,
             }
         )
     return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in out.items()}
@@ -241,6 +258,25 @@ def _endpoint_error(reg: Any, truth_maps: tuple[np.ndarray, np.ndarray], before_
     return float(np.median(np.linalg.norm(est - true, axis=1)[inside])) if inside.any() else float("nan")
 
 
+#: Change fields that a misalignment turns into false change.
+CHANGE_FIELDS = ("new_lesion_px", "resolved_lesion_px", "regrown_hair_px", "lost_hair_px")
+
+
+def _change_error(h: np.ndarray | None, displacement: Any, p: Any) -> float:
+    """False change from the alignment alone: the change metrics counted with the TRUE label
+    maps and the estimated alignment, against the truth; the summed absolute error of the
+    new/resolved lesion and regrown/lost hair areas, in percent of the true common area."""
+    if h is None:
+        return float("inf")
+    shape = p.before_labels.shape
+    aligned = warp_to_before(p.after_labels, h, shape, nearest=True, displacement=displacement)
+    common = coverage_mask(h, p.after_labels.shape, shape, displacement=displacement)
+    est = change_metrics(photo_metrics(p.before_labels), photo_metrics(p.after_labels), p.before_labels, aligned, common=common).to_dict()
+    truth = p.truth["metrics"]["change"]
+    err = sum(abs(float(est[f]) - float(truth[f])) for f in CHANGE_FIELDS)
+    return 100.0 * err / max(float(truth["common_area_px"]), 1.0)
+
+
 # --------------------------------------------------------------------------- sections
 
 
@@ -250,8 +286,16 @@ def bench_phantoms(n: int, seed: int, size: tuple[int, int]) -> dict[str, Any] |
     except ImportError:
         print("phantoms: skipped (imgtool.synth is not installed in this checkout)")
         return None
-    rigid: dict[str, list[Any]] = {"ours": [], "status": [], "baseline": [], "model": []}
-    bent: dict[str, list[Any]] = {"homography": [], "nonrigid": [], "baseline": [], "status": []}
+    rigid: dict[str, list[Any]] = {"ours": [], "status": [], "baseline": [], "model": [], "change_ours": [], "change_baseline": []}
+    bent: dict[str, list[Any]] = {
+        "homography": [],
+        "nonrigid": [],
+        "baseline": [],
+        "status": [],
+        "change_homography": [],
+        "change_nonrigid": [],
+        "change_baseline": [],
+    }
     rows = []
     for s in range(seed, seed + n):
         p = render_pair(s, size=size)
@@ -266,7 +310,17 @@ def bench_phantoms(n: int, seed: int, size: tuple[int, int]) -> dict[str, Any] |
             rigid["status"].append(reg.status)
             rigid["model"].append(reg.model)
             rigid["baseline"].append(_err(base, p.homography, p.after.shape))
-            row.update({"motion": "homography", "corner_error_px": err, "baseline_corner_error_px": rigid["baseline"][-1]})
+            rigid["change_ours"].append(_change_error(reg.homography, None, p))
+            rigid["change_baseline"].append(_change_error(base, None, p))
+            row.update(
+                {
+                    "motion": "homography",
+                    "corner_error_px": err,
+                    "baseline_corner_error_px": rigid["baseline"][-1],
+                    "false_change_pct": rigid["change_ours"][-1],
+                    "baseline_false_change_pct": rigid["change_baseline"][-1],
+                }
+            )
         else:
             maps = before_to_after_maps(p.homography, p.displacement, p.before.shape[:2])
             bent_reg = register(p.before, p.after, options=RegistrationOptions(nonrigid=True), **labels)
@@ -278,7 +332,19 @@ def bench_phantoms(n: int, seed: int, size: tuple[int, int]) -> dict[str, Any] |
                 homography, displacement = base, None
 
             bent["baseline"].append(_endpoint_error(_H, maps, p.before_labels, p.after.shape))
-            row.update({"motion": "bent", "endpoint_error_px": bent["homography"][-1], "endpoint_error_nonrigid_px": bent["nonrigid"][-1]})
+            bent["change_homography"].append(_change_error(reg.homography, None, p))
+            bent["change_nonrigid"].append(_change_error(bent_reg.homography, bent_reg.displacement, p))
+            bent["change_baseline"].append(_change_error(base, None, p))
+            row.update(
+                {
+                    "motion": "bent",
+                    "endpoint_error_px": bent["homography"][-1],
+                    "endpoint_error_nonrigid_px": bent["nonrigid"][-1],
+                    "false_change_pct": bent["change_homography"][-1],
+                    "false_change_nonrigid_pct": bent["change_nonrigid"][-1],
+                    "baseline_false_change_pct": bent["change_baseline"][-1],
+                }
+            )
         rows.append(row)
         print(f"  phantom {s}: {row}", flush=True)
     return {
@@ -290,6 +356,14 @@ def bench_phantoms(n: int, seed: int, size: tuple[int, int]) -> dict[str, Any] |
             "ours_homography_only": _summary(bent["homography"], bent["status"]),
             "ours_nonrigid": _summary(bent["nonrigid"], bent["status"]),
             "baseline": _summary(bent["baseline"]),
+        },
+        "false_change_pct_median": {
+            "homography_pairs": {"ours": _pct(np.array(rigid["change_ours"]), 50), "baseline": _pct(np.array(rigid["change_baseline"]), 50)},
+            "bent_pairs": {
+                "ours_homography_only": _pct(np.array(bent["change_homography"]), 50),
+                "ours_nonrigid": _pct(np.array(bent["change_nonrigid"]), 50),
+                "baseline": _pct(np.array(bent["change_baseline"]), 50),
+            },
         },
         "pairs": rows,
     }
@@ -432,6 +506,14 @@ def _table(result: dict[str, Any]) -> None:
         lines += [("real photos: ours", real["ours"]), ("real photos: ORB+RANSAC", real["baseline"])]
     for name, s in lines:
         print(f"{name:<42}" + "".join(f"{_fmt(s.get(c, '')):>12}" for c in cols))
+    if ph:
+        fc = ph["false_change_pct_median"]
+        print(
+            "\nfalse change from the alignment (median, % of the common area; true labels, estimated alignment): "
+            f"homography pairs: ours {_fmt(fc['homography_pairs']['ours'])}, ORB+RANSAC {_fmt(fc['homography_pairs']['baseline'])}; "
+            f"bent pairs: ours H only {_fmt(fc['bent_pairs']['ours_homography_only'])}, ours nonrigid "
+            f"{_fmt(fc['bent_pairs']['ours_nonrigid'])}, ORB+RANSAC {_fmt(fc['bent_pairs']['baseline'])}"
+        )
     if real and "graf1_graf3" in real:
         g = real["graf1_graf3"]
         print(f"\ngraf1/graf3 (true H1to3p): ours {_fmt(g['corner_error_px'])} px ({g['status']}), ORB+RANSAC {_fmt(g['baseline_corner_error_px'])} px")

@@ -102,7 +102,7 @@ def estimate_displacement(
     weight: np.ndarray,
     before_shape: tuple[int, int],
     *,
-    smooth_frac: float = 0.02,
+    smooth_frac: float = 0.04,
     max_frac: float = 0.03,
     grid_size: int = 256,
 ) -> tuple[Displacement, dict[str, float]]:
@@ -130,31 +130,38 @@ def estimate_displacement(
     Displacement
         The regularised field (BEFORE full-resolution pixels).
     dict
-        ``trusted_fraction``: share of covered pixels whose flow was trusted.
+        ``trusted_fraction``: share of covered pixels whose flow was trusted; ``kept``:
+        the share of the regularised field kept (0 when it did not bring the photos closer).
     """
     h, w = before_struct.shape
     b8, a8 = _to_u8(before_struct), _to_u8(after_struct)
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     flow = dis.calc(b8, a8, None)
-    # Photo-consistency after the flow: where AFTER still disagrees, the flow is not evidence.
+    back = dis.calc(a8, b8, None)
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    warped = cv2.remap(after_struct, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    mx, my = gx + flow[..., 0], gy + flow[..., 1]
+    # Forward-backward consistency: where the skin changed (hair grew, a lesion went), the
+    # two flows disagree, and the flow there is no evidence of motion.
+    fb = flow + cv2.remap(back, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    consistent = np.exp(-(np.hypot(fb[..., 0], fb[..., 1]) / 1.0) ** 2)
+    # Photo-consistency after the flow, and texture in both photos to lock the flow.
+    warped = cv2.remap(after_struct, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     resid = cv2.GaussianBlur(np.abs(warped - before_struct), (0, 0), 2.0)
-    consistent = np.exp(-((resid / 0.5) ** 2))
-    texture = cv2.GaussianBlur(np.abs(cv2.Laplacian(before_struct, cv2.CV_32F)), (0, 0), 2.0)
-    texture = np.clip(texture / 0.5, 0.0, 1.0)
+    consistent *= np.exp(-((resid / 0.5) ** 2))
+    texture = np.minimum(_texture(before_struct), _texture(after_struct))
     conf = (weight * consistent * texture).astype(np.float32)
     sigma = smooth_frac * max(h, w)
-    den = cv2.GaussianBlur(conf, (0, 0), sigma)
-    smooth = np.zeros((2, h, w), dtype=np.float32)
-    for c in range(2):
-        num = cv2.GaussianBlur(flow[..., c] * conf, (0, 0), sigma)
-        smooth[c] = np.where(den > 1e-3, num / np.maximum(den, 1e-6), 0.0)
-    # Fade to zero where there is no evidence nearby, instead of extrapolating.
-    smooth *= np.clip(den / 0.05, 0.0, 1.0)[None]
     lim = max_frac * max(h, w)
-    mag = np.hypot(smooth[0], smooth[1])
-    smooth *= np.minimum(1.0, lim / np.maximum(mag, 1e-6))[None]
+    smooth = _regularise(flow, conf, sigma, lim)
+    # Keep the field only as far as it predicts motion where it was not fitted: fields
+    # fitted on one half of a checkerboard of blocks are scored on the other half. On a
+    # pair that did not bend, what the flow found is noise and does not carry over.
+    block = max(8, int(round(1.5 * sigma)))
+    half = (((gx // block) + (gy // block)) % 2 == 0).astype(np.float32)
+    fields = (_regularise(flow, conf * half, sigma, lim), _regularise(flow, conf * (1 - half), sigma, lim))
+    scored = (weight > 0.5) & (texture > 0.5)
+    gain = _held_out_gain(before_struct, after_struct, fields, (scored & (half == 0), scored & (half == 1)), gx, gy)
+    smooth *= gain
     # Level pixels -> BEFORE full-resolution pixels.
     smooth[0] *= before_shape[1] / w
     smooth[1] *= before_shape[0] / h
@@ -166,5 +173,53 @@ def estimate_displacement(
     covered = weight > 0
     trusted = float((conf[covered] > 0.25).mean()) if covered.any() else 0.0
     return Displacement(smooth.astype(np.float32), (int(before_shape[0]), int(before_shape[1]))), {
-        "trusted_fraction": round(trusted, 4)
+        "trusted_fraction": round(trusted, 4),
+        "kept": round(gain, 2),
     }
+
+
+def _texture(struct: np.ndarray) -> np.ndarray:
+    """0..1: how much local structure a structure image has (smoothed Laplacian magnitude)."""
+    t = cv2.GaussianBlur(np.abs(cv2.Laplacian(struct, cv2.CV_32F)), (0, 0), 2.0)
+    return np.clip(t / 0.5, 0.0, 1.0)
+
+
+def _regularise(flow: np.ndarray, conf: np.ndarray, sigma: float, limit: float) -> np.ndarray:
+    """Normalised convolution of the trusted flow, faded where evidence is thin, clipped to ``limit``."""
+    h, w = conf.shape
+    den = cv2.GaussianBlur(conf, (0, 0), sigma)
+    out = np.zeros((2, h, w), dtype=np.float32)
+    for c in range(2):
+        num = cv2.GaussianBlur(flow[..., c] * conf, (0, 0), sigma)
+        out[c] = np.where(den > 1e-3, num / np.maximum(den, 1e-6), 0.0)
+    # Fade to zero where there is no evidence nearby, instead of extrapolating.
+    out *= np.clip(den / 0.05, 0.0, 1.0)[None]
+    mag = np.hypot(out[0], out[1])
+    out *= np.minimum(1.0, limit / np.maximum(mag, 1e-6))[None]
+    return out
+
+
+def _held_out_gain(
+    before: np.ndarray,
+    after: np.ndarray,
+    fields: tuple[np.ndarray, np.ndarray],
+    scored: tuple[np.ndarray, np.ndarray],
+    gx: np.ndarray,
+    gy: np.ndarray,
+) -> float:
+    """The share (0, 1/2 or 1) of the field that best aligns held-out pixels (median residual).
+
+    ``fields[i]`` was fitted without the pixels ``scored[i]``, where it is scored.
+    """
+    if min(m.sum() for m in scored) < 100:
+        return 0.0
+    best, best_res = 0.0, np.inf
+    for g in (0.0, 0.5, 1.0):
+        res = 0.0
+        for field, mask in zip(fields, scored):
+            warped = cv2.remap(after, gx + g * field[0], gy + g * field[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            res += float(np.median(np.abs(warped - before)[mask]))
+        # A larger share must earn its place by a clear margin (1 %).
+        if res < best_res * (0.99 if g > 0 else 1.0):
+            best, best_res = g, res
+    return best

@@ -17,6 +17,7 @@ from ._version import __version__
 from .errors import UsageError
 from .io import DEFAULT_MAX_PIXELS, ImageInfo, ImageSource, as_image, read_mask
 from .quantify import ChangeMetrics, PhotoMetrics, change_metrics, photo_metrics
+from .quantify import LesionMetrics, RednessChange, default_min_lesion_area_px, lesion_metrics, redness_change
 from .registration import (
     Registration,
     RegistrationOptions,
@@ -49,6 +50,12 @@ class AnalysisOptions:
         Refuse larger images (checked from the header).
     registration : RegistrationOptions
         Registration settings.
+    min_lesion_area_px : int or None
+        Smallest lesion counted as an object, in BEFORE's pixels; None: 1e-4 of
+        BEFORE's pixel count (:func:`imgtool.quantify.default_min_lesion_area_px`).
+    view : str or None
+        Body view shown in the report ("back", "scalp top", ...); None: guessed from
+        BEFORE's file name.
     """
 
     method: str = DEFAULT_METHOD
@@ -56,9 +63,13 @@ class AnalysisOptions:
     after_pixel_size_mm: float | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
     registration: RegistrationOptions = field(default_factory=RegistrationOptions)
+    min_lesion_area_px: int | None = None
+    view: str | None = None
 
     def __post_init__(self) -> None:
         check_method(self.method)
+        if self.min_lesion_area_px is not None and self.min_lesion_area_px < 0:
+            raise UsageError(f"min-lesion-area must be 0 or more pixels, got {self.min_lesion_area_px}")
         for name in ("pixel_size_mm", "after_pixel_size_mm"):
             v = getattr(self, name)
             if v is not None and not (np.isfinite(v) and v > 0):
@@ -72,6 +83,8 @@ class AnalysisOptions:
             "pixel_size_mm": self.pixel_size_mm,
             "after_pixel_size_mm": self.after_pixel_size_mm,
             "max_pixels": self.max_pixels,
+            "min_lesion_area_px": self.min_lesion_area_px,
+            "view": self.view,
         }
 
 
@@ -99,6 +112,8 @@ class PairAnalysis:
     after_aligned: np.ndarray | None = field(compare=False, repr=False)
     after_labels_aligned: np.ndarray | None = field(compare=False, repr=False)
     common: np.ndarray | None = field(compare=False, repr=False)
+    lesions: LesionMetrics | None = None
+    redness: RednessChange | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -113,6 +128,8 @@ class PairAnalysis:
                 "before": self.metrics_before.to_dict(),
                 "after": self.metrics_after.to_dict(),
                 "change": self.change.to_dict(),
+                "lesions": None if self.lesions is None else self.lesions.to_dict(),
+                "redness": None if self.redness is None else self.redness.to_dict(),
             },
             "warnings": list(self.warnings),
         }
@@ -186,6 +203,34 @@ def analyze_pair(
         aligned_labels = warp_to_before(labels_a, h, img_b.shape[:2], nearest=True)
         common = coverage_mask(h, img_a.shape[:2], img_b.shape[:2])
     change = change_metrics(m_b, m_a, labels_b, aligned_labels, common=common, roi=roi_b, pixel_size_mm=px_b)
+    min_lesion = opts.min_lesion_area_px if opts.min_lesion_area_px is not None else default_min_lesion_area_px(img_b.shape[:2])
+    lesions = lesion_metrics(
+        labels_b,
+        labels_a,
+        aligned_labels,
+        common=common,
+        roi_before=roi_b,
+        roi_after=roi_a,
+        min_area_px=min_lesion,
+        after_scale=1.0 if h is None else local_scale(h, ((img_a.shape[1] - 1) / 2, (img_a.shape[0] - 1) / 2)),
+        pixel_size_mm=px_b,
+        after_pixel_size_mm=px_a,
+    )
+    # Redness is measured on the aligned AFTER as written to after_aligned.png (the
+    # photometrically normalised one once registration provides it) and, for AFTER's
+    # own lesions, against AFTER's own nearby skin, which cancels a global colour cast.
+    redness = redness_change(
+        img_b,
+        labels_b,
+        img_a,
+        labels_a,
+        after_aligned=aligned_img,
+        after_labels_aligned=aligned_labels,
+        common=common,
+        roi_before=roi_b,
+        roi_after=roi_a,
+        normalised=False,
+    )
 
     for w in warnings:
         logger.warning(w)
@@ -207,6 +252,8 @@ def analyze_pair(
         after_aligned=aligned_img,
         after_labels_aligned=aligned_labels,
         common=common,
+        lesions=lesions,
+        redness=redness,
     )
 
 

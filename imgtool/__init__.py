@@ -13,6 +13,8 @@ from .errors import ImgtoolError, InputError, ModelError, OutputError, Registrat
 from .io import ImageInfo, read_image
 from .pipeline import AnalysisOptions, PairAnalysis, analyze_pair
 from .quantify import ChangeMetrics, PhotoMetrics, change_metrics, photo_metrics
+from .quantify import easi_area_score, find_lesions, lesion_fates, redness, salt_score
+from .salt import score_salt_views
 from .registration import Registration, RegistrationOptions, register
 from .report import write_analysis, write_segmentation
 from .segmentation import SegmentResult, segment, segment_many
@@ -35,6 +37,12 @@ __all__ = [
     "UsageError",
     "analyze_pair",
     "change_metrics",
+    "easi_area_score",
+    "find_lesions",
+    "lesion_fates",
+    "redness",
+    "salt_score",
+    "score_salt_views",
     "photo_metrics",
     "read_image",
     "register",

@@ -50,7 +50,7 @@ figcaption { font-size: 0.9em; color: #333; margin-top: 4px; }
           print-color-adjust: exact; -webkit-print-color-adjust: exact; }
 table { border-collapse: collapse; margin: 8px 0; font-size: 0.92em; break-inside: auto; }
 th, td { border: 1px solid #bbb; padding: 3px 8px; text-align: right; vertical-align: top; }
-th:first-child, td:first-child { text-align: left; }
+th:first-child, td:first-child, th:last-child { text-align: left; }
 thead th { background: #eef2f5; }
 td.note { text-align: left; color: #444; font-size: 0.9em; }
 .status { font-weight: bold; padding: 1px 8px; border-radius: 3px; color: #fff; }
@@ -124,6 +124,8 @@ def _num(v: Any, digits: int = 0, *, pct: bool = False, signed: bool = False) ->
     if isinstance(v, (int, np.integer)) and not pct:
         return f"{int(v):+,}" if signed else f"{int(v):,}"
     x = 100 * float(v) if pct else float(v)
+    if round(x, digits) == 0:
+        x = 0.0  # no "-0.0"
     text = f"{x:+,.{digits}f}" if signed else f"{x:,.{digits}f}"
     return text + (" %" if pct else "")
 
@@ -347,7 +349,7 @@ def render_html(result: PairAnalysis, pics: ReportPictures, *, generated: dateti
     when = generated or datetime.now(timezone.utc)
     cap = pics.caption
     title = f"{cap.view + ': ' if cap.view else ''}{cap.before} to {cap.after}"
-    findings = "".join(f"<li>{e(line)}</li>" for line in headline(result)) or "<li>No finding could be measured.</li>"
+    findings = "".join(f"<li>{e(line)}</li>" for line in headline(result, arrow="→")) or "<li>No finding could be measured.</li>"
     warnings = "".join(f"<li>{e(w)}</li>" for w in result.warnings)
     aligned_note = " (aligned onto month 0)" if result.after_aligned is not None else " (not aligned)"
     sections = [

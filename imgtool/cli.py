@@ -51,6 +51,16 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _nonnegative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
+    return v
+
+
 def _add_limits(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-pixels",
@@ -98,6 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="AFTER's pixel side in mm (default: from BEFORE's and the registration scale)",
     )
     p.add_argument("--roi", default=None, metavar="MASK", help="region-of-interest mask in BEFORE's frame (non-zero = inside)")
+    p.add_argument(
+        "--min-lesion-area",
+        type=_nonnegative_int,
+        default=None,
+        metavar="PX",
+        help="smallest lesion counted as an object, in BEFORE's pixels (default 1e-4 of BEFORE's pixels)",
+    )
+    p.add_argument("--view", default=None, metavar="NAME", help="body view named in the report (default: from BEFORE's file name)")
     _add_method(p)
     _add_limits(p)
 
@@ -111,6 +129,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--pixel-size-mm", type=_positive_float, default=None, metavar="F")
     p.add_argument("--roi", default=None, metavar="MASK", help="region-of-interest mask (same size as every image)")
+    _add_method(p)
+    _add_limits(p)
+
+    p = sub.add_parser("salt", help="SALT hair-loss score of four scalp views (top, back, left, right)")
+    p.add_argument("views", nargs=4, metavar="VIEW", help="the four scalp photos in the order TOP BACK LEFT RIGHT (label maps with --labels)")
+    p.add_argument("--labels", action="store_true", help="the four inputs are label maps (0 background, 1 skin, 2 lesion, 3 hair), not photos")
+    p.add_argument(
+        "--scalp-masks",
+        nargs=4,
+        default=None,
+        metavar=("TOP", "BACK", "LEFT", "RIGHT"),
+        help="scalp-area masks of the four views (non-zero = scalp); default each view's non-background area",
+    )
+    p.add_argument("-o", "--out", default=None, metavar="FILE", help="also write the result to this JSON file")
     _add_method(p)
     _add_limits(p)
     return parser
@@ -132,6 +164,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         pixel_size_mm=args.pixel_size_mm,
         after_pixel_size_mm=args.after_pixel_size_mm,
         max_pixels=_max_pixels(args),
+        min_lesion_area_px=args.min_lesion_area,
+        view=args.view,
     )
     # Check the output folder before the (long) analysis, not after it.
     ensure_output_dir(args.out)
@@ -179,7 +213,21 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_COMMANDS = {"analyze": _cmd_analyze, "register": _cmd_register, "segment": _cmd_segment}
+def _cmd_salt(args: argparse.Namespace) -> int:
+    from .io import to_json, write_json
+    from .salt import SALT_VIEWS, score_salt_views
+
+    views = dict(zip(SALT_VIEWS, args.views))
+    masks = None if args.scalp_masks is None else dict(zip(SALT_VIEWS, args.scalp_masks))
+    res = score_salt_views(views, scalp_masks=masks, labels_given=args.labels, method=args.method, max_pixels=_max_pixels(args))
+    doc = res.to_dict()
+    if args.out is not None:
+        write_json(args.out, doc)
+    sys.stdout.write(to_json(doc))
+    return EXIT_OK
+
+
+_COMMANDS = {"analyze": _cmd_analyze, "register": _cmd_register, "segment": _cmd_segment, "salt": _cmd_salt}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

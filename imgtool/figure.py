@@ -614,12 +614,14 @@ def _pct(v: float | None, digits: int = 0) -> str:
     return "n/a" if v is None else f"{100 * v:.{digits}f} %"
 
 
-def headline(result: PairAnalysis) -> list[str]:
+def headline(result: PairAnalysis, *, arrow: str = "->") -> list[str]:
     """The key findings of a pair analysis in a few short lines (for captions and the report).
 
     Parameters
     ----------
     result : PairAnalysis
+    arrow : str
+        Text between a before and an after value (the built-in font has no "→").
 
     Returns
     -------
@@ -641,16 +643,16 @@ def headline(result: PairAnalysis) -> list[str]:
         )
     if mb.easi_area_score is not None and ma.easi_area_score is not None:
         lines.append(
-            f"EASI area score {mb.easi_area_score} -> {ma.easi_area_score} "
-            f"({_pct(mb.lesion_share_of_body, 1)} -> {_pct(ma.lesion_share_of_body, 1)} of the skin in view)"
+            f"EASI area score {mb.easi_area_score} {arrow} {ma.easi_area_score} "
+            f"({_pct(mb.lesion_share_of_body, 1)} {arrow} {_pct(ma.lesion_share_of_body, 1)} of the skin in view)"
         )
     if mb.hair_coverage is not None and ma.hair_coverage is not None:
-        lines.append(f"Hair coverage {_pct(mb.hair_coverage)} -> {_pct(ma.hair_coverage)} of the region")
+        lines.append(f"Hair coverage {_pct(mb.hair_coverage)} {arrow} {_pct(ma.hair_coverage)} of the region")
     red = result.redness
     if red is not None and red.sites_before is not None and red.sites_after is not None:
         db, da = red.sites_before.delta_a, red.sites_after.delta_a
         if db is not None and da is not None:
-            lines.append(f"Redness at month-0 lesion sites: a* {db:+.1f} -> {da:+.1f} above nearby skin")
+            lines.append(f"Redness at month-0 lesion sites: a* {db:+.1f} {arrow} {da:+.1f} above nearby skin")
     return lines
 
 

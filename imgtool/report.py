@@ -20,6 +20,8 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
+
 from .io import PathLike, ensure_output_dir, write_csv, write_json, write_png, write_text
 from ._html import render_html
 from .figure import render_pictures
@@ -77,6 +79,61 @@ def flatten(d: Mapping[str, Any], prefix: str = "", sep: str = ".") -> dict[str,
             out[key] = "; ".join(str(x) for x in v)
         else:
             out[key] = v
+    return out
+
+
+def _none_like(d: Any) -> Any:
+    """The same nested structure with every value None (lists emptied)."""
+    if isinstance(d, Mapping):
+        return {k: _none_like(v) for k, v in d.items()}
+    return [] if isinstance(d, list) else None
+
+
+def metrics_row(result: PairAnalysis) -> dict[str, Any]:
+    """result.json flattened into one CSV row whose columns depend on the options only.
+
+    Objects that are null when registration failed (lesion fates, redness at the
+    month-0 sites, AFTER's physical areas) still get their columns, empty, so that rows
+    of many analyses line up. Only ``registration.quality.*`` columns may differ
+    (they are whatever evidence the registration recorded).
+
+    Parameters
+    ----------
+    result : PairAnalysis
+
+    Returns
+    -------
+    dict of str to value
+    """
+    from .quantify import LesionFates, Lesions, Redness
+
+    doc = result.to_dict()
+    metrics = doc["metrics"]
+    shaped = {**doc, "metrics": dict(metrics)}
+    if metrics.get("lesions") is not None and metrics["lesions"]["fates"] is None:
+        empty = Lesions(np.zeros((0, 0), np.int32), (), 0)
+        shaped["metrics"]["lesions"] = {**metrics["lesions"], "fates": _none_like(LesionFates(empty, empty, (), 0.1).to_dict())}
+    if metrics.get("redness") is not None:
+        blank = _none_like(Redness(0, 0, None, None, None, None, None, None).to_dict())
+        red = dict(metrics["redness"])
+        for key in ("sites_before", "sites_after"):
+            if red[key] is None:
+                red[key] = blank
+        shaped["metrics"]["redness"] = red
+    # AFTER's pixel size comes from the registration scale: without it, empty area columns.
+    shaped["metrics"]["after"] = _pad_physical(metrics["before"], metrics["after"])
+    if metrics.get("lesions") is not None:
+        les = shaped["metrics"]["lesions"]
+        shaped["metrics"]["lesions"] = {**les, "after": _pad_physical(les["before"], les["after"])}
+    return flatten(shaped)
+
+
+def _pad_physical(like: Mapping[str, Any], d: Mapping[str, Any]) -> dict[str, Any]:
+    """``d`` with an empty ``*_mm2``/``*_cm2`` entry for each that ``like`` has and ``d`` lacks."""
+    out = dict(d)
+    for key in like:
+        if key.endswith(("_mm2", "_cm2")):
+            out.setdefault(key, None)
     return out
 
 
@@ -147,7 +204,7 @@ def write_analysis(result: PairAnalysis, out_dir: PathLike) -> dict[str, Path]:
     files[REPORT_HTML] = out / REPORT_HTML
     write_csv(out / LESIONS_CSV, lesion_rows(result), fieldnames=LESION_COLUMNS)
     files[LESIONS_CSV] = out / LESIONS_CSV
-    write_csv(out / METRICS_CSV, [flatten(doc)])
+    write_csv(out / METRICS_CSV, [metrics_row(result)])
     files[METRICS_CSV] = out / METRICS_CSV
     # result.json last: its presence marks a complete output folder.
     write_json(out / RESULT_JSON, doc)

@@ -56,7 +56,7 @@ OVERLAY_LEGEND: tuple[tuple[tuple[int, int, int], str], ...] = (
 )
 
 #: Most lesions marked with an arrow in a case panel (the largest ones).
-MAX_ARROWS = 15
+MAX_ARROWS = 12
 
 _BODY_SITES = (
     "scalp",
@@ -404,9 +404,14 @@ def checkerboard(before_image: np.ndarray, after_aligned: np.ndarray, *, tiles: 
 
 
 def _arrow_placements(
-    centres: np.ndarray, radii: np.ndarray, shape: tuple[int, int], length: float
+    centres: np.ndarray,
+    radii: np.ndarray,
+    shape: tuple[int, int],
+    length: float,
+    avoid: Sequence[tuple[int, int, int, int]] = (),
 ) -> list[tuple[tuple[int, int], tuple[int, int]]]:
-    """Tail and tip of an arrow for each lesion: pointing at its edge from the freest side."""
+    """Tail and tip of an arrow for each lesion: pointing at its edge from the freest side,
+    with tails kept out of the ``avoid`` boxes (x0, y0, x1, y1), e.g. the title tag."""
     h, w = shape
     dirs = np.array([(-1, -1), (1, -1), (-1, 1), (1, 1), (0, -1), (-1, 0), (1, 0), (0, 1)], np.float64)
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
@@ -419,8 +424,10 @@ def _arrow_placements(
             margin = min(tail[0], w - 1 - tail[0], tail[1], h - 1 - tail[1])
             others = np.linalg.norm(centres - tail, axis=1) - radii
             clearance = float(others.min()) if len(others) else length
-            # Stay inside the picture first, then away from other lesions; ties prefer up-left.
-            score = min(margin, 0) * 10 + min(clearance, 2 * length) - 0.01 * k
+            covered = any(x0 - 10 <= tail[0] <= x1 + 10 and y0 - 10 <= tail[1] <= y1 + 10 for x0, y0, x1, y1 in avoid)
+            # Stay inside the picture and off the tags first, then away from other lesions;
+            # ties prefer up-left.
+            score = min(margin, 0) * 10 - 1000 * covered + min(clearance, 2 * length) - 0.01 * k
             if score > best_score:
                 best, best_score = (tail, tip), score
         tail, tip = best
@@ -457,13 +464,16 @@ def case_panel(
     canvas = (image if width is None else fit_width(image, width)).copy()
     h, w = canvas.shape[:2]
     long_side = max(h, w)
+    size = max(14, round(long_side / 32))
+    tw, th = text_size(title, size)
+    avoid = [(0, 0, tw + 20, th + 20), (w - 3 * size, 0, w, 2 * size)]  # title tag, panel letter
     if marks:
         centres = np.array([(m[0] * s, m[1] * s) for m in marks], np.float64)
         radii = np.array([np.sqrt(max(m[2], 1.0) / np.pi) * s for m in marks], np.float64)
         length = 0.07 * long_side
         t = max(2, round(long_side / 400))
         font = max(12, round(long_side / 45))
-        for (tail, tip), mark in zip(_arrow_placements(centres, radii, (h, w), length), marks):
+        for (tail, tip), mark in zip(_arrow_placements(centres, radii, (h, w), length, avoid), marks):
             tip_len = min(0.45, 2.2 * t * 4 / length)
             cv2.arrowedLine(canvas, tail, tip, BLACK, t + 3, cv2.LINE_AA, tipLength=tip_len)
             cv2.arrowedLine(canvas, tail, tip, mark[4], t, cv2.LINE_AA, tipLength=tip_len)
@@ -472,7 +482,6 @@ def case_panel(
                 x = int(np.clip(tail[0] - tw / 2 - 3, 0, w - tw - 8))
                 y = int(np.clip(tail[1] - th - 8 if tip[1] > tail[1] else tail[1] + 2, 0, h - th - 8))
                 canvas = draw_text(canvas, mark[3], (x, y), size=font, colour=BLACK, box=mark[4], pad=3)
-    size = max(14, round(long_side / 32))
     return draw_text(canvas, title, (8, 8), size=size, colour=WHITE, box=(0, 0, 0), pad=6)
 
 
@@ -487,7 +496,7 @@ def lesion_marks(
         The lesions of the photo the panel shows.
     fates : dict of int to str, optional
         Tag for each lesion id (e.g. the BEFORE number a follow-up lesion continues,
-        or "new"); lesions tagged "new…" get a purple arrow.
+        or "new"); lesions tagged "new…" get a purple arrow, lesions tagged "" none.
     prefix : str
         Put before the lesion number when ``fates`` does not tag it.
     limit : int
@@ -498,8 +507,12 @@ def lesion_marks(
     list of (x, y, area_px, tag, colour)
     """
     marks = []
-    for les in lesions.items[:limit]:
+    for les in lesions.items:
+        if len(marks) == limit:
+            break
         tag = fates.get(les.id, f"{prefix}{les.id}") if fates is not None else f"{prefix}{les.id}"
+        if not tag:
+            continue
         colour = REDDISH_PURPLE if tag.startswith("new") else WHITE
         marks.append((les.centroid_x, les.centroid_y, float(les.area_px), tag, colour))
     return marks
@@ -594,16 +607,20 @@ class ReportPictures:
     figure: np.ndarray
 
 
-def _after_marks(lesions: LesionMetrics) -> tuple[Lesions, dict[int, str] | None]:
-    """AFTER's lesions (aligned) to point at, tagged with the BEFORE lesion they continue or "new N"."""
+def _after_marks(lesions: LesionMetrics, marked_before: set[int]) -> tuple[Lesions, dict[int, str] | None]:
+    """AFTER's lesions (aligned) to point at, tagged with the BEFORE lesion they continue or "new N".
+
+    Only continuations of BEFORE lesions that carry an arrow are tagged, so that every
+    number in the follow-up panel is also in the month-0 panel.
+    """
     if lesions.fates is None:
         return lesions.after, None
-    tags: dict[int, str] = {}
+    tags: dict[int, str] = {les.id: "" for les in lesions.fates.after.items}
     n_new = 0
     for f in lesions.fates.items:
-        if f.fate == FATE_PERSISTENT:
+        if f.fate == FATE_PERSISTENT and f.before_id in marked_before:
             for j in f.after_ids:
-                tags.setdefault(j, str(f.before_id))
+                tags[j] = tags[j] or str(f.before_id)
         elif f.fate == FATE_NEW:
             n_new += 1
             tags[f.after_ids[0]] = f"new {n_new}"
@@ -684,7 +701,8 @@ def render_pictures(result: PairAnalysis, *, panel_width: int = 800) -> ReportPi
         img_a_view, lab_a_view = result.after_image, result.after_labels
     # Arrows: BEFORE's lesions by number; AFTER's tagged by the BEFORE lesion they continue.
     marks_b = lesion_marks(lesions.before)
-    after_les, tags = _after_marks(lesions) if aligned else (lesions.after, None)
+    marked = {int(m[3]) for m in marks_b}
+    after_les, tags = _after_marks(lesions, marked) if aligned else (lesions.after, None)
     marks_a = lesion_marks(after_les, fates=tags)
     case_b = case_panel(img_b, marks_b, cap.title("before"), width=panel_width)
     case_a_full = case_panel(img_a_view, marks_a, cap.title("after"), width=panel_width)

@@ -41,8 +41,9 @@ h2 { font-size: 1.25em; border-bottom: 2px solid #0072B2; padding-bottom: 2px; m
 .sub { color: #444; margin: 0 0 1em; }
 .findings { background: #f2f7fb; border-left: 6px solid #0072B2; padding: 10px 16px; margin: 12px 0; }
 .findings li { margin: 2px 0; font-size: 1.05em; }
-.row { display: flex; gap: 12px; flex-wrap: wrap; }
-figure { margin: 0; flex: 1 1 400px; min-width: 0; break-inside: avoid; page-break-inside: avoid; }
+.row { display: grid; grid-template-columns: repeat(auto-fit, minmax(300px, 1fr)); gap: 12px; }
+.row.single { grid-template-columns: minmax(300px, 640px); }
+figure { margin: 0; min-width: 0; break-inside: avoid; page-break-inside: avoid; }
 figure img { width: 100%; height: auto; display: block; border: 1px solid #ccc; }
 figcaption { font-size: 0.9em; color: #333; margin-top: 4px; }
 .legend { list-style: none; padding: 0; margin: 6px 0 0; display: flex; flex-wrap: wrap; gap: 4px 16px; font-size: 0.9em; }
@@ -206,6 +207,13 @@ def _numbers_table(result: PairAnalysis) -> str:
             "hair-bearing area / ROI",
         ),
         (
+            "Hair coverage of the area both photos show",
+            _num(ch.hair_coverage_before_common, 1, pct=True),
+            _num(ch.hair_coverage_after_common, 1, pct=True),
+            _num(ch.hair_coverage_change_common, 1, pct=True, signed=True) + " pts",
+            "same pixels in both photos: framing does not move it",
+        ),
+        (
             "Hair loss (SALT style)",
             _num(mb.hair_loss_percent, 1) + " %",
             _num(ma.hair_loss_percent, 1) + " %",
@@ -293,7 +301,7 @@ def _registration(result: PairAnalysis, pics: ReportPictures) -> str:
         parts.append(f"<p>Homography (follow-up → month-0 pixels):<br><code>{mat}</code></p>")
     if pics.checkerboard is not None:
         parts.append(
-            '<div class="row">'
+            '<div class="row single">'
             + _img(
                 pics.checkerboard,
                 "checkerboard of month-0 and aligned follow-up tiles",

@@ -213,6 +213,12 @@ class ChangeMetrics:
         Lesion area of each photo inside the common region.
     pixel_size_mm : float or None
         BEFORE's pixel size; adds ``*_mm2`` and ``*_cm2`` twins of the pixel fields.
+    hair_coverage_before_common, hair_coverage_after_common : float or None
+        Hair share of the same area in both photos: the common region (inside the ROI;
+        without a user ROI, the pixels that are body in either photo). Unlike the
+        per-photo ``hair_coverage``, a change of framing does not move it.
+    hair_coverage_change_common : float or None
+        after - before of the above (fraction points).
     """
 
     lesion_area_change_rel: float | None
@@ -227,6 +233,9 @@ class ChangeMetrics:
     lesion_area_before_common_px: int | None
     lesion_area_after_common_px: int | None
     pixel_size_mm: float | None = None
+    hair_coverage_before_common: float | None = None
+    hair_coverage_after_common: float | None = None
+    hair_coverage_change_common: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -241,6 +250,9 @@ class ChangeMetrics:
             "common_area_px": self.common_area_px,
             "lesion_area_before_common_px": self.lesion_area_before_common_px,
             "lesion_area_after_common_px": self.lesion_area_after_common_px,
+            "hair_coverage_before_common": self.hair_coverage_before_common,
+            "hair_coverage_after_common": self.hair_coverage_after_common,
+            "hair_coverage_change_common": self.hair_coverage_change_common,
         }
         keys = ("new_lesion", "resolved_lesion", "persistent_lesion", "regrown_hair", "lost_hair", "common_area")
         d.update(_physical_areas(d, keys, self.pixel_size_mm))
@@ -317,6 +329,9 @@ def change_metrics(
     hair_a = int(joint[:, HAIR].sum())
     hair_both = int(joint[HAIR, HAIR])
     rel = (les_a - les_b) / les_b if les_b > 0 else None
+    # The same area for both photos: the ROI's common part, or where either photo sees body.
+    area = int(region.sum()) if roi is not None else int(joint.sum() - joint[BACKGROUND, BACKGROUND])
+    cov_b, cov_a = _ratio(hair_b, area), _ratio(hair_a, area)
     return ChangeMetrics(
         lesion_area_change_rel=rel,
         lesion_fraction_change=lesion_fraction_change,
@@ -330,6 +345,9 @@ def change_metrics(
         lesion_area_before_common_px=les_b,
         lesion_area_after_common_px=les_a,
         pixel_size_mm=pixel_size_mm,
+        hair_coverage_before_common=cov_b,
+        hair_coverage_after_common=cov_a,
+        hair_coverage_change_common=_diff(cov_b, cov_a),
     )
 
 

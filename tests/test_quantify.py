@@ -16,6 +16,7 @@ from imgtool.quantify import (
     FATE_PERSISTENT,
     FATE_RESOLVED,
     SALT_WEIGHTS,
+    change_metrics,
     easi_area_score,
     find_lesions,
     lesion_fates,
@@ -368,3 +369,24 @@ def test_redness_change_at_month0_sites() -> None:
     assert d["after_colour"] == "as photographed"
     unaligned = redness_change(before, lab_b, after, lab_a)
     assert unaligned.sites_after is None and unaligned.to_dict()["site_delta_a_change"] is None
+
+
+def test_hair_coverage_of_the_same_area() -> None:
+    # BEFORE sees columns 0-7, AFTER (aligned) columns 2-9 of the same body: the per-photo
+    # coverage changes with framing, the common-area coverage only with the hair.
+    before = np.zeros((10, 10), np.uint8)
+    before[:, :8] = SKIN
+    before[:2, :8] = HAIR  # 16 px
+    after = np.zeros((10, 10), np.uint8)
+    after[:, 2:] = SKIN
+    after[:4, 2:] = HAIR  # 32 px
+    ch = change_metrics(photo_metrics(before), photo_metrics(after), before, after)
+    assert ch.hair_coverage_before_common == pytest.approx(16 / 100)
+    assert ch.hair_coverage_after_common == pytest.approx(32 / 100)
+    assert ch.hair_coverage_change_common == pytest.approx(0.16)
+    roi = np.zeros((10, 10), bool)
+    roi[:, 2:8] = True  # a user ROI is the denominator as given: 60 px, 12 and 24 hair
+    ch = change_metrics(photo_metrics(before), photo_metrics(after), before, after, roi=roi)
+    assert (ch.hair_coverage_before_common, ch.hair_coverage_after_common) == pytest.approx((0.2, 0.4))
+    unaligned = change_metrics(photo_metrics(before), photo_metrics(after), before, None)
+    assert unaligned.hair_coverage_change_common is None

@@ -663,7 +663,10 @@ def headline(result: PairAnalysis, *, arrow: str = "->") -> list[str]:
             f"EASI area score {mb.easi_area_score} {arrow} {ma.easi_area_score} "
             f"({_pct(mb.lesion_share_of_body, 1)} {arrow} {_pct(ma.lesion_share_of_body, 1)} of the skin in view)"
         )
-    if mb.hair_coverage is not None and ma.hair_coverage is not None:
+    if ch.hair_coverage_before_common is not None and ch.hair_coverage_after_common is not None:
+        hb, ha = ch.hair_coverage_before_common, ch.hair_coverage_after_common
+        lines.append(f"Hair coverage {_pct(hb)} {arrow} {_pct(ha)} of the area both photos show")
+    elif mb.hair_coverage is not None and ma.hair_coverage is not None:
         lines.append(f"Hair coverage {_pct(mb.hair_coverage)} {arrow} {_pct(ma.hair_coverage)} of the region")
     red = result.redness
     if red is not None and red.sites_before is not None and red.sites_after is not None:

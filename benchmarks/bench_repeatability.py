@@ -84,10 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         res = analyze_pair(pair.before, pair.after, options=opts)
         h_true = np.asarray(pair.homography, dtype=np.float64)
         truth = pair.truth["metrics"]["change"]
+        h_est = res.registration.homography
         row: dict[str, Any] = {
             "seed": seed,
             "registration": res.registration.status,
-            "corner_error_px": None if res.registration.homography is None else corner_error(res.registration.homography, h_true, pair.after.shape[:2]),
+            "corner_error_px": None if h_est is None else corner_error(h_est, h_true, pair.after.shape[:2]),
             "truth_lesion_area_change_rel": truth.get("lesion_area_change_rel"),
             "truth_hair_coverage_change": truth.get("hair_coverage_change"),
             "lesion_area_px": res.metrics_before.lesion_area_px,

@@ -144,13 +144,18 @@ def _diff(a: Any, b: Any) -> Any:
     return None if a is None or b is None else b - a
 
 
+def _before_after(name: str, before: float | None, after: float | None, note: str) -> tuple[str, str, str, str, str]:
+    """A table row of a signed quantity before, after and its change (one decimal)."""
+    return (name, _num(before, 1, signed=True), _num(after, 1, signed=True), _num(_diff(before, after), 1, signed=True), note)
+
+
 def _numbers_table(result: PairAnalysis) -> str:
     mb, ma, ch = result.metrics_before, result.metrics_after, result.change
     px_b, px_a = mb.pixel_size_mm, ma.pixel_size_mm
     les = result.lesions
     red = result.redness
     rows: list[tuple[str, str, str, str, str]] = [
-        ("Skin in view (skin + lesion + hair)", _area(mb.body_area_px, px_b), _area(ma.body_area_px, px_a), "", "each photo, inside its ROI"),
+        ("Skin in view (skin + lesion + hair)", _area(mb.body_area_px, px_b), _area(ma.body_area_px, px_a), "", "each photo, in its ROI"),
         ("Lesion area", _area(mb.lesion_area_px, px_b), _area(ma.lesion_area_px, px_a), "", "each photo, inside its ROI"),
         (
             "Lesion area where both photos overlap",
@@ -224,34 +229,14 @@ def _numbers_table(result: PairAnalysis) -> str:
         ("Lost hair area", "", "", _area(ch.lost_hair_px, px_b), "hair at month 0 only"),
     ]
     if red is not None:
-        rows.append(
-            (
-                "Lesion redness Δa* vs nearby skin",
-                _num(red.before.delta_a, 1, signed=True),
-                _num(red.after.delta_a, 1, signed=True),
-                _num(_diff(red.before.delta_a, red.after.delta_a), 1, signed=True),
-                "each photo's own lesions (CIELAB a*)",
-            )
-        )
+        note = "each photo's own lesions (CIELAB a*)"
+        rows.append(_before_after("Lesion redness Δa* vs nearby skin", red.before.delta_a, red.after.delta_a, note))
         if red.sites_before is not None and red.sites_after is not None:
-            rows.append(
-                (
-                    "Redness at month-0 lesion sites Δa*",
-                    _num(red.sites_before.delta_a, 1, signed=True),
-                    _num(red.sites_after.delta_a, 1, signed=True),
-                    _num(_diff(red.sites_before.delta_a, red.sites_after.delta_a), 1, signed=True),
-                    f"same sites in both photos; follow-up colours {e(red.after_colour)}",
-                )
-            )
-            rows.append(
-                (
-                    "Erythema index at month-0 lesion sites Δ",
-                    _num(red.sites_before.delta_ei, 1, signed=True),
-                    _num(red.sites_after.delta_ei, 1, signed=True),
-                    _num(_diff(red.sites_before.delta_ei, red.sites_after.delta_ei), 1, signed=True),
-                    "100·log10(R/G) of linear sRGB, vs nearby skin",
-                )
-            )
+            note = f"same sites in both photos; follow-up colours {e(red.after_colour)}"
+            rows.append(_before_after("Redness at month-0 lesion sites Δa*", red.sites_before.delta_a, red.sites_after.delta_a, note))
+            note = "100·log10(R/G) of linear sRGB, vs nearby skin"
+            s_b, s_a = red.sites_before.delta_ei, red.sites_after.delta_ei
+            rows.append(_before_after("Erythema index at month-0 lesion sites Δ", s_b, s_a, note))
     body = "".join(
         f'<tr><th scope="row">{e(name)}</th><td>{b}</td><td>{a}</td><td>{c}</td><td class="note">{note}</td></tr>'
         for name, b, a, c, note in rows
@@ -371,7 +356,11 @@ def render_html(result: PairAnalysis, pics: ReportPictures, *, generated: dateti
     sections += [
         "<h2>Case figure</h2>",
         '<div class="row">'
-        + _img(pics.case_before, f"{cap.title('before')} photo with arrows at lesions", f"{cap.title('before')}: arrows at lesions, numbered by size.")
+        + _img(
+            pics.case_before,
+            f"{cap.title('before')} photo with arrows at lesions",
+            f"{cap.title('before')}: arrows at lesions, numbered by size.",
+        )
         + _img(
             pics.case_after,
             f"{cap.title('after')} photo with arrows at lesions",
@@ -385,15 +374,20 @@ def render_html(result: PairAnalysis, pics: ReportPictures, *, generated: dateti
         + "</div>",
         "<h2>Segmentation</h2>",
         '<div class="row">'
-        + _img(pics.overlay_before, f"{cap.title('before')} with lesion outlines and hair area", f"{cap.title('before')}", OVERLAY_LEGEND)
-        + _img(pics.overlay_after, f"{cap.title('after')} with lesion outlines and hair area", f"{cap.title('after')} (own frame)", OVERLAY_LEGEND)
+        + _img(pics.overlay_before, f"{cap.title('before')} with lesion outlines and hair area", cap.title("before"), OVERLAY_LEGEND)
+        + _img(
+            pics.overlay_after,
+            f"{cap.title('after')} with lesion outlines and hair area",
+            f"{cap.title('after')} (own frame)",
+            OVERLAY_LEGEND,
+        )
         + "</div>",
         "<h2>Change maps</h2>",
     ]
     if pics.lesion_change is not None and pics.hair_change is not None:
         sections.append(
             '<div class="row">'
-            + _img(pics.lesion_change, "lesion change map on the month-0 photo", "Lesion change, on month 0 in grey.", LESION_CHANGE_LEGEND)
+            + _img(pics.lesion_change, "lesion change map on the month-0 photo", "Lesion change on month 0.", LESION_CHANGE_LEGEND)
             + _img(pics.hair_change, "hair change map on the month-0 photo", "Hair change, on month 0 in grey.", HAIR_CHANGE_LEGEND)
             + "</div>"
         )

@@ -297,15 +297,16 @@ def _grey_base(image: np.ndarray) -> np.ndarray:
     return np.repeat(np.clip(g, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
 
 
-def lesion_change_map(
+def change_map(
     before_image: np.ndarray,
     before_labels: np.ndarray,
     after_labels_aligned: np.ndarray,
     common: np.ndarray | None = None,
     *,
+    kind: str = "lesion",
     width: int | None = None,
 ) -> np.ndarray:
-    """Persistent, resolved and new lesion pixels on a grey BEFORE photo.
+    """Lesion or hair change, colour-coded on a grey BEFORE photo.
 
     Parameters
     ----------
@@ -315,33 +316,25 @@ def lesion_change_map(
         BEFORE's labels and AFTER's in BEFORE's frame.
     common : (H, W) bool ndarray, optional
         Pixels AFTER covers; the rest is hatched.
+    kind : str
+        ``"lesion"`` (persistent, resolved, new: :data:`LESION_CHANGE_LEGEND`) or
+        ``"hair"`` (kept, regrown, lost: :data:`HAIR_CHANGE_LEGEND`).
     width : int, optional
         Output width.
 
     Returns
     -------
     (H', W', 3) uint8 ndarray
-        Colours of :data:`LESION_CHANGE_LEGEND`.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``kind`` or shapes that disagree.
     """
-    return _change_map(before_image, before_labels, after_labels_aligned, common, LESION, LESION_CHANGE_LEGEND, width)
-
-
-def hair_change_map(
-    before_image: np.ndarray,
-    before_labels: np.ndarray,
-    after_labels_aligned: np.ndarray,
-    common: np.ndarray | None = None,
-    *,
-    width: int | None = None,
-) -> np.ndarray:
-    """Kept, regrown and lost hair on a grey BEFORE photo (see :func:`lesion_change_map`).
-
-    Returns
-    -------
-    (H', W', 3) uint8 ndarray
-        Colours of :data:`HAIR_CHANGE_LEGEND`.
-    """
-    return _change_map(before_image, before_labels, after_labels_aligned, common, HAIR, HAIR_CHANGE_LEGEND, width)
+    if kind not in ("lesion", "hair"):
+        raise ValueError(f"kind must be 'lesion' or 'hair', got {kind!r}")
+    cls, legend = (LESION, LESION_CHANGE_LEGEND) if kind == "lesion" else (HAIR, HAIR_CHANGE_LEGEND)
+    return _change_map(before_image, before_labels, after_labels_aligned, common, cls, legend, width)
 
 
 def _change_map(
@@ -717,10 +710,11 @@ def render_pictures(result: PairAnalysis, *, panel_width: int = 800) -> ReportPi
     overlay_a = label_overlay(result.after_image, result.after_labels, width=panel_width)
     les_map = hair_map = board = None
     if aligned:
-        les_map = lesion_change_map(img_b, lab_b, result.after_labels_aligned, result.common, width=panel_width)
-        hair_map = hair_change_map(img_b, lab_b, result.after_labels_aligned, result.common, width=panel_width)
+        les_map = change_map(img_b, lab_b, result.after_labels_aligned, result.common, kind="lesion", width=panel_width)
+        hair_map = change_map(img_b, lab_b, result.after_labels_aligned, result.common, kind="hair", width=panel_width)
         board = checkerboard(img_b, result.after_aligned, width=panel_width)
-    figure = _compose_figure(result, cap, case_b, case_a, overlay_b, label_overlay(img_a_view, lab_a_view, width=panel_width), les_map, hair_map)
+    overlay_a_view = label_overlay(img_a_view, lab_a_view, width=panel_width)
+    figure = _compose_figure(result, cap, case_b, case_a, overlay_b, overlay_a_view, les_map, hair_map)
     return ReportPictures(cap, case_b, case_a, pair_b, pair_a, overlay_b, overlay_a, les_map, hair_map, board, figure)
 
 

@@ -96,7 +96,8 @@ class PhotoMetrics:
             "easi_area_score": self.easi_area_score,
             "hair_loss_percent": self.hair_loss_percent,
         }
-        d.update(_physical_areas(d, ("skin_area", "lesion_area", "roi_area", "hair_area", "hairless_area", "body_area"), self.pixel_size_mm))
+        keys = ("skin_area", "lesion_area", "roi_area", "hair_area", "hairless_area", "body_area")
+        d.update(_physical_areas(d, keys, self.pixel_size_mm))
         return d
 
 

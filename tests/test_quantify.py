@@ -79,7 +79,10 @@ def test_empty_masks() -> None:
 
 @pytest.mark.parametrize(
     "lesion_px, score",
-    [(0, 0), (1, 1), (99, 1), (100, 2), (299, 2), (300, 3), (499, 3), (500, 4), (699, 4), (700, 5), (899, 5), (900, 6), (999, 6), (1000, 6)],
+    [
+        (0, 0), (1, 1), (99, 1), (100, 2), (299, 2), (300, 3), (499, 3),
+        (500, 4), (699, 4), (700, 5), (899, 5), (900, 6), (999, 6), (1000, 6),
+    ],  # fmt: skip
 )
 def test_easi_bin_edges_from_masks(lesion_px: int, score: int) -> None:
     # A region of exactly 1000 body pixels, lesion_px of them lesion.

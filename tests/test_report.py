@@ -27,9 +27,8 @@ from imgtool.figure import (
     REDDISH_PURPLE,
     SKY_BLUE,
     VERMILLION,
+    change_map,
     describe_pair,
-    hair_change_map,
-    lesion_change_map,
 )
 from imgtool.labels import HAIR, LESION, SKIN
 from imgtool.pipeline import AnalysisOptions
@@ -124,7 +123,9 @@ def test_metrics_csv_is_one_flat_row(written: Path, analysis: imgtool.PairAnalys
     assert int(row["metrics.before.easi_area_score"]) == doc["metrics"]["before"]["easi_area_score"]
 
 
-def test_metrics_csv_columns_do_not_depend_on_registration(analysis: imgtool.PairAnalysis, scene_pair: dict, rng: np.random.Generator) -> None:
+def test_metrics_csv_columns_do_not_depend_on_registration(
+    analysis: imgtool.PairAnalysis, scene_pair: dict, rng: np.random.Generator
+) -> None:
     noise = (rng.random((300, 400, 3)) * 255).astype(np.uint8)
     failed = imgtool.analyze_pair(scene_pair["before"], noise, options=AnalysisOptions(method="classical", pixel_size_mm=0.2))
     assert failed.registration.status == "failed"
@@ -190,8 +191,8 @@ def test_change_map_colours_follow_the_legend() -> None:
     a[25:35, 5:25] = HAIR
     a[25:35, 45:65] = HAIR  # regrown
     b[25:35, 85:105] = HAIR  # lost
-    les = lesion_change_map(img, b, a).astype(int)
-    hair = hair_change_map(img, b, a).astype(int)
+    les = change_map(img, b, a, kind="lesion").astype(int)
+    hair = change_map(img, b, a, kind="hair").astype(int)
 
     def nearest(pixel: np.ndarray, palette: list[tuple[int, int, int]]) -> tuple[int, int, int]:
         return min(palette, key=lambda c: np.abs(pixel - np.array(c)).sum())
@@ -208,7 +209,9 @@ def test_change_map_colours_follow_the_legend() -> None:
     # Outside AFTER's coverage: dark hatching, not a change colour.
     common = np.ones((40, 120), bool)
     common[:, 100:] = False
-    assert lesion_change_map(img, b, a, common)[20, 110].max() <= 110
+    assert change_map(img, b, a, common)[20, 110].max() <= 110
+    with pytest.raises(ValueError):
+        change_map(img, b, a, kind="scale")
 
 
 @pytest.mark.parametrize(

@@ -845,9 +845,19 @@ class Redness:
         }
 
 
-def _srgb_to_linear(rgb: np.ndarray) -> np.ndarray:
-    c = rgb.astype(np.float32) / 255.0
-    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+#: Linear sRGB of each 8-bit level (IEC 61966-2-1), for the erythema index.
+_SRGB_LINEAR: np.ndarray = np.where(
+    np.arange(256) / 255.0 <= 0.04045, np.arange(256) / 255.0 / 12.92, ((np.arange(256) / 255.0 + 0.055) / 1.055) ** 2.4
+)
+
+
+def _a_star_and_ei(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CIELAB a* and erythema index of ``(N, 3) uint8`` RGB pixels."""
+    a_star = cv2.cvtColor(pixels.reshape(-1, 1, 3).astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)[:, 0, 1]
+    floor = 1.0 / (255.0 * 12.92)  # linear value of the first non-zero level
+    lin_r = np.maximum(_SRGB_LINEAR[pixels[:, 0]], floor)
+    lin_g = np.maximum(_SRGB_LINEAR[pixels[:, 1]], floor)
+    return a_star.astype(np.float64), 100.0 * np.log10(lin_r / lin_g)
 
 
 def redness(
@@ -896,20 +906,25 @@ def redness(
     long_side = max(img.shape[:2])
     ring = max(2, round(0.03 * long_side)) if ring_px is None else int(ring_px)
     gap = max(1, round(0.005 * long_side)) if gap_px is None else int(gap_px)
-    n_les = int(les.sum())
+    ys, xs = np.nonzero(les)
+    n_les = int(ys.size)
     if n_les == 0:
         return Redness(0, 0, None, None, None, None, None, None)
-    dist = cv2.distanceTransform((~les).astype(np.uint8), cv2.DIST_L2, 5)
-    ref = ok & ~les & (dist > gap) & (dist <= gap + ring)
+    # Work in the lesions' bounding box grown by the ring: the rest cannot be reference.
+    m = gap + ring + 2
+    y0, y1 = max(0, int(ys.min()) - m), min(img.shape[0], int(ys.max()) + m + 1)
+    x0, x1 = max(0, int(xs.min()) - m), min(img.shape[1], int(xs.max()) + m + 1)
+    les_box = les[y0:y1, x0:x1]
+    dist = cv2.distanceTransform((~les_box).astype(np.uint8), cv2.DIST_L2, 5)
+    ref = ok[y0:y1, x0:x1] & ~les_box & (dist > gap) & (dist <= gap + ring)
+    box = img[y0:y1, x0:x1]
+    a_les, ei_les = _a_star_and_ei(box[les_box])
+    la, le = float(a_les.mean()), float(ei_les.mean())
     n_ref = int(ref.sum())
-    a_star = cv2.cvtColor(img.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)[..., 1]
-    lin = _srgb_to_linear(img)
-    floor = 1.0 / (255.0 * 12.92)
-    ei = 100.0 * np.log10(np.maximum(lin[..., 0], floor) / np.maximum(lin[..., 1], floor))
-    la, le = float(a_star[les].mean()), float(ei[les].mean())
     if n_ref == 0:
         return Redness(n_les, 0, la, None, None, le, None, None)
-    ra, re = float(a_star[ref].mean()), float(ei[ref].mean())
+    a_ref, ei_ref = _a_star_and_ei(box[ref])
+    ra, re = float(a_ref.mean()), float(ei_ref.mean())
     return Redness(n_les, n_ref, la, ra, la - ra, le, re, le - re)
 
 

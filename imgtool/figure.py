@@ -457,7 +457,7 @@ def case_panel(
     canvas = (image if width is None else fit_width(image, width)).copy()
     h, w = canvas.shape[:2]
     long_side = max(h, w)
-    size = max(14, round(long_side / 32))
+    size = max(14, round(long_side / 26))
     tw, th = text_size(title, size)
     avoid = [(0, 0, tw + 20, th + 20), (w - 3 * size, 0, w, 2 * size)]  # title tag, panel letter
     if marks:
@@ -465,7 +465,7 @@ def case_panel(
         radii = np.array([np.sqrt(max(m[2], 1.0) / np.pi) * s for m in marks], np.float64)
         length = 0.07 * long_side
         t = max(2, round(long_side / 400))
-        font = max(12, round(long_side / 45))
+        font = max(12, round(long_side / 36))
         for (tail, tip), mark in zip(_arrow_placements(centres, radii, (h, w), length, avoid), marks):
             tip_len = min(0.45, 2.2 * t * 4 / length)
             cv2.arrowedLine(canvas, tail, tip, BLACK, t + 3, cv2.LINE_AA, tipLength=tip_len)
@@ -731,7 +731,7 @@ def _compose_figure(
     """figure.png: three panels by two rows, lettered, legends under the maps, findings below."""
     w, h = case_b.shape[1], case_b.shape[0]
     gap = 12
-    size = max(14, w // 40)
+    size = max(14, w // 28)
 
     def same(img: np.ndarray) -> np.ndarray:
         return img if img.shape[:2] == (h, w) else letterbox(img, w, h)

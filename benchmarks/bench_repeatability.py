@@ -49,6 +49,10 @@ def _change(labels_b: np.ndarray, labels_a: np.ndarray, h: np.ndarray) -> dict[s
     return change_metrics(m_b, m_a, labels_b, aligned, common=common).to_dict()
 
 
+def _fmt(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
 def _stats(values: list[float | None]) -> dict[str, Any]:
     v = np.abs(np.array([x for x in values if x is not None], dtype=np.float64))
     if v.size == 0:
@@ -113,9 +117,10 @@ def main(argv: list[str] | None = None) -> int:
             row["lesions_before"] = f.before.count
         rows.append(row)
         print(
-            f"seed {seed}: reg {row['registration']}, corner err {row['corner_error_px'] or float('nan'):.2f} px, "
-            f"lesion change {row['pipeline.lesion_area_change_rel'] or float('nan'):+.3f}, "
-            f"hair change {row['pipeline.hair_coverage_change'] or float('nan'):+.4f}",
+            f"seed {seed}: registration {row['registration']}, corner error {_fmt(row['corner_error_px'], '.2f')} px, "
+            f"lesion change {_fmt(row['pipeline.lesion_area_change_rel'], '+.3f')}, "
+            f"hair change {_fmt(row['pipeline.hair_coverage_change'], '+.4f')} "
+            f"(same area {_fmt(row['pipeline.hair_coverage_change_common'], '+.4f')})",
             flush=True,
         )
     elapsed = time.perf_counter() - t0

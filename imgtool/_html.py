@@ -359,7 +359,7 @@ def render_html(result: PairAnalysis, pics: ReportPictures, *, generated: dateti
         + _img(
             pics.case_before,
             f"{cap.title('before')} photo with arrows at lesions",
-            f"{cap.title('before')}: arrows at lesions, numbered by size.",
+            f"{cap.title('before')}: arrows at the main lesions, numbered by size (all are in the lesion table).",
         )
         + _img(
             pics.case_after,

@@ -57,6 +57,9 @@ OVERLAY_LEGEND: tuple[tuple[tuple[int, int, int], str], ...] = (
 
 #: Most lesions marked with an arrow in a case panel (the largest ones).
 MAX_ARROWS = 12
+#: Lesions smaller than this share of the largest one get no arrow (specks would crowd
+#: the picture); the lesion table lists them all.
+MIN_ARROW_SHARE = 0.02
 
 _BODY_SITES = (
     "scalp",
@@ -396,6 +399,15 @@ def checkerboard(before_image: np.ndarray, after_aligned: np.ndarray, *, tiles: 
     return out
 
 
+def _segments_cross(p1: np.ndarray, p2: np.ndarray, q1: np.ndarray, q2: np.ndarray) -> bool:
+    """Whether segments p1-p2 and q1-q2 cross (proper intersection)."""
+
+    def side(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> float:
+        return float((b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0]))
+
+    return side(p1, p2, q1) * side(p1, p2, q2) < 0 and side(q1, q2, p1) * side(q1, q2, p2) < 0
+
+
 def _arrow_placements(
     centres: np.ndarray,
     radii: np.ndarray,
@@ -403,27 +415,47 @@ def _arrow_placements(
     length: float,
     avoid: Sequence[tuple[int, int, int, int]] = (),
 ) -> list[tuple[tuple[int, int], tuple[int, int]]]:
-    """Tail and tip of an arrow for each lesion: pointing at its edge from the freest side,
-    with tails kept out of the ``avoid`` boxes (x0, y0, x1, y1), e.g. the title tag."""
+    """Tail and tip of an arrow for each lesion, pointing at its edge.
+
+    Greedy, largest lesion first: each arrow takes the direction and length (8 directions,
+    3 lengths) whose tail, where the tag goes, stays inside the picture, out of the
+    ``avoid`` boxes (x0, y0, x1, y1; e.g. the title tag), crosses no arrow already placed,
+    and is farthest from other lesions and from the tails already placed; ties prefer
+    short arrows from the upper left.
+    """
     h, w = shape
     dirs = np.array([(-1, -1), (1, -1), (-1, 1), (1, 1), (0, -1), (-1, 0), (1, 0), (0, 1)], np.float64)
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    tails: list[np.ndarray] = []
+    shafts: list[tuple[np.ndarray, np.ndarray]] = []
     out = []
-    for c, r in zip(centres, radii):
+    pad = 0.02 * max(h, w)  # room for the tag around the tail
+    for i, (c, r) in enumerate(zip(centres, radii)):
+        others = np.delete(np.arange(len(centres)), i)
         best, best_score = None, -np.inf
-        for k, d in enumerate(dirs):
-            tip = c + d * (0.8 * r + 3)
-            tail = tip + d * length
-            margin = min(tail[0], w - 1 - tail[0], tail[1], h - 1 - tail[1])
-            others = np.linalg.norm(centres - tail, axis=1) - radii
-            clearance = float(others.min()) if len(others) else length
-            covered = any(x0 - 10 <= tail[0] <= x1 + 10 and y0 - 10 <= tail[1] <= y1 + 10 for x0, y0, x1, y1 in avoid)
-            # Stay inside the picture and off the tags first, then away from other lesions;
-            # ties prefer up-left.
-            score = min(margin, 0) * 10 - 1000 * covered + min(clearance, 2 * length) - 0.01 * k
-            if score > best_score:
-                best, best_score = (tail, tip), score
+        for n, scale in enumerate((1.0, 1.5, 2.1)):
+            for k, d in enumerate(dirs):
+                tip = c + d * (0.8 * r + 3)
+                tail = tip + d * length * scale
+                margin = min(tail[0] - pad, w - 1 - pad - tail[0], tail[1] - pad, h - 1 - pad - tail[1])
+                covered = any(x0 - pad <= tail[0] <= x1 + pad and y0 - pad <= tail[1] <= y1 + pad for x0, y0, x1, y1 in avoid)
+                lesions_clear = float((np.linalg.norm(centres[others] - tail, axis=1) - radii[others]).min()) if others.size else length
+                tags_clear = min((float(np.linalg.norm(t - tail)) for t in tails), default=2 * length)
+                crossings = sum(_segments_cross(tail, tip, a, b) for a, b in shafts)
+                score = (
+                    10 * min(margin, 0)
+                    - 1000 * covered
+                    + min(lesions_clear, 2 * length)
+                    + 1.5 * min(tags_clear, 2 * length)
+                    - 0.3 * length * n
+                    - length * crossings
+                    - 0.01 * k
+                )
+                if score > best_score:
+                    best, best_score = (tail, tip), score
         tail, tip = best
+        tails.append(tail)
+        shafts.append((tail, tip))
         out.append(((int(round(tail[0])), int(round(tail[1]))), (int(round(tip[0])), int(round(tip[1])))))
     return out
 
@@ -479,7 +511,12 @@ def case_panel(
 
 
 def lesion_marks(
-    lesions: Lesions, *, fates: dict[int, str] | None = None, prefix: str = "", limit: int = MAX_ARROWS
+    lesions: Lesions,
+    *,
+    fates: dict[int, str] | None = None,
+    prefix: str = "",
+    limit: int = MAX_ARROWS,
+    min_share: float = MIN_ARROW_SHARE,
 ) -> list[tuple[float, float, float, str, tuple[int, int, int]]]:
     """Arrow marks (see :func:`case_panel`) for the largest ``limit`` lesions.
 
@@ -494,14 +531,17 @@ def lesion_marks(
         Put before the lesion number when ``fates`` does not tag it.
     limit : int
         Most arrows.
+    min_share : float
+        No arrow for lesions smaller than this share of the largest.
 
     Returns
     -------
     list of (x, y, area_px, tag, colour)
     """
-    marks = []
+    marks: list[tuple[float, float, float, str, tuple[int, int, int]]] = []
+    smallest = min_share * lesions.items[0].area_px if lesions.items else 0
     for les in lesions.items:
-        if len(marks) == limit:
+        if len(marks) == limit or les.area_px < smallest:
             break
         tag = fates.get(les.id, f"{prefix}{les.id}") if fates is not None else f"{prefix}{les.id}"
         if not tag:
@@ -769,7 +809,7 @@ def _compose_figure(
     captions = [
         f"A, B: {cap.title('before')} and {cap.title('after')}"
         + (" (aligned to month 0)" if result.after_aligned is not None else "")
-        + "; arrows at lesions, numbered by size at month 0. C: lesion change. D, E: segmentation. F: hair change.",
+        + "; arrows at the main lesions, numbered by size at month 0. C: lesion change. D, E: segmentation. F: hair change.",
         *lines,
         f"imgtool {result.to_dict()['imgtool_version']}, method {result.options.method}, registration {result.registration.status}.",
     ]

@@ -348,7 +348,8 @@ def render_html(result: PairAnalysis, pics: ReportPictures, *, generated: dateti
     sections = [
         f"<h1>imgtool report — {e(title)}</h1>",
         f'<p class="sub">{e(result.before.path or "month-0 photo")} → {e(result.after.path or "follow-up photo")}; '
-        f"generated {e(when.strftime('%Y-%m-%d %H:%M UTC'))} by imgtool {e(__version__)}</p>",
+        f"generated {e(when.strftime('%Y-%m-%d %H:%M UTC'))} by imgtool {e(__version__)}, "
+        f"segmentation {e(result.options.method)}, registration {e(result.registration.status)}</p>",
         f'<div class="findings"><strong>Findings</strong><ul>{findings}</ul></div>',
     ]
     if warnings:

@@ -155,7 +155,7 @@ def describe_pair(before_path: str | None, after_path: str | None, view: str | N
 # --------------------------------------------------------------------------- drawing primitives
 
 
-def _font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     """Pillow's built-in font (no font files needed); bitmap fallback without FreeType."""
     try:
         return ImageFont.load_default(size=size)

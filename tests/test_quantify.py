@@ -393,3 +393,24 @@ def test_hair_coverage_of_the_same_area() -> None:
     assert (ch.hair_coverage_before_common, ch.hair_coverage_after_common) == pytest.approx((0.2, 0.4))
     unaligned = change_metrics(photo_metrics(before), photo_metrics(after), before, None)
     assert unaligned.hair_coverage_change_common is None
+
+
+def test_salt_label_maps_are_checked(tmp_path: Path) -> None:
+    from imgtool.errors import InputError, UsageError
+    from imgtool.io import write_png
+
+    good = np.full((16, 16), HAIR, np.uint8)
+    bad_value = good.copy()
+    bad_value[0, 0] = 7
+    write_png(tmp_path / "bad_value.png", bad_value)
+    write_png(tmp_path / "colour.png", np.dstack([good, good, good + 1]))
+    write_png(tmp_path / "good.png", good)
+    views = {v: tmp_path / "good.png" for v in SALT_WEIGHTS}
+    assert score_salt_views(views, labels_given=True).salt.score == 0.0
+    for bad in ("bad_value.png", "colour.png"):
+        with pytest.raises(InputError):
+            score_salt_views({**views, "left": tmp_path / bad}, labels_given=True)
+    with pytest.raises(UsageError):
+        score_salt_views({"top": tmp_path / "good.png"}, labels_given=True)
+    with pytest.raises(InputError):  # an empty scalp mask
+        score_salt_views(views, labels_given=True, scalp_masks={"top": np.zeros((16, 16), bool)})

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from imgtool.pipeline import AnalysisOptions, analyze_pair
-from imgtool.quantify import change_metrics, photo_metrics
+from imgtool.quantify import change_metrics, default_min_lesion_area_px, lesion_fates, photo_metrics
 from imgtool.registration import corner_error, coverage_mask, warp_to_before
 
 LESION_GOAL = 0.02  # |lesion_area_change_rel|
@@ -115,6 +115,15 @@ def main(argv: list[str] | None = None) -> int:
             row["lesions_resolved"] = f.count("resolved")
             row["lesions_new"] = f.count("new")
             row["lesions_before"] = f.before.count
+        if h_est is not None:
+            # The same lesion matching on the true label maps: what registration alone does to fates.
+            aligned = warp_to_before(pair.after_labels, h_est, pair.before_labels.shape, nearest=True)
+            common = coverage_mask(h_est, pair.after_labels.shape, pair.before_labels.shape)
+            min_area = default_min_lesion_area_px(pair.before_labels.shape)
+            tf = lesion_fates(pair.before_labels, aligned, common=common, min_area_px=min_area)
+            row["truth_lesions_before"] = tf.before.count
+            row["truth_lesions_resolved"] = tf.count("resolved")
+            row["truth_lesions_new"] = tf.count("new")
         rows.append(row)
         print(
             f"seed {seed}: registration {row['registration']}, corner error {_fmt(row['corner_error_px'], '.2f')} px, "
@@ -146,13 +155,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"{key:<28} {way:<12} {scale * st['median']:>7.{d}f}{unit} {scale * st['p90']:>7.{d}f}{unit} "
                 f"{scale * st['max']:>7.{d}f}{unit} {st['within_goal']:>4}/{st['n']:<3}"
             )
-    fates = [r for r in rows if r["lesions_resolved"] is not None]
-    if fates:
-        print(
-            f"lesion objects: {sum(r['lesions_before'] for r in fates)} at month 0 over {len(fates)} pairs; "
-            f"{sum(r['lesions_resolved'] for r in fates)} called resolved and {sum(r['lesions_new'] for r in fates)} new "
-            "(all are errors on unchanged pairs)"
-        )
+    for label, prefix in (("pipeline", "lesions"), ("truth+estH", "truth_lesions")):
+        fates = [r for r in rows if r.get(f"{prefix}_resolved") is not None]
+        if fates:
+            print(
+                f"lesion objects ({label}): {sum(r[f'{prefix}_before'] for r in fates)} at month 0 over {len(fates)} "
+                f"pairs; {sum(r[f'{prefix}_resolved'] for r in fates)} called resolved and "
+                f"{sum(r[f'{prefix}_new'] for r in fates)} new (all are errors on unchanged pairs)"
+            )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     doc = {

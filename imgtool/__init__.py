@@ -18,26 +18,34 @@ from .salt import score_salt_views
 from .registration import Registration, RegistrationOptions, register
 from .report import write_analysis, write_segmentation
 from .segmentation import SegmentResult, segment, segment_many
+from .evaluate import Evaluation, evaluate_masks, evaluate_phantoms
+from .synth import DiseaseChange, PhantomPair, SynthOptions, render_pair, render_photo
 
 __all__ = [
     "__version__",
     "AnalysisOptions",
     "ChangeMetrics",
+    "DiseaseChange",
+    "Evaluation",
     "ImageInfo",
     "ImgtoolError",
     "InputError",
     "ModelError",
     "OutputError",
     "PairAnalysis",
+    "PhantomPair",
     "PhotoMetrics",
     "Registration",
     "RegistrationError",
     "RegistrationOptions",
     "SegmentResult",
+    "SynthOptions",
     "UsageError",
     "analyze_pair",
     "change_metrics",
     "easi_area_score",
+    "evaluate_masks",
+    "evaluate_phantoms",
     "find_lesions",
     "lesion_fates",
     "redness",
@@ -46,6 +54,8 @@ __all__ = [
     "photo_metrics",
     "read_image",
     "register",
+    "render_pair",
+    "render_photo",
     "segment",
     "segment_many",
     "write_analysis",

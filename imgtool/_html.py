@@ -54,6 +54,7 @@ th, td { border: 1px solid #bbb; padding: 3px 8px; text-align: right; vertical-a
 th:first-child, td:first-child, th:last-child { text-align: left; }
 thead th { background: #eef2f5; }
 td.note { text-align: left; color: #444; font-size: 0.9em; }
+td.t { text-align: left; }
 .status { font-weight: bold; padding: 1px 8px; border-radius: 3px; color: #fff; }
 .status-ok { background: #009E73; } .status-low_confidence { background: #E69F00; color: #000; }
 .status-failed { background: #D55E00; }
@@ -261,7 +262,7 @@ def _lesion_table(result: PairAnalysis) -> str:
         else:
             name = str(f.before_id)
         rows.append(
-            f"<tr><td>{e(name)}</td><td>{e(f.fate)}</td><td>{_area(f.area_before_px, px)}</td>"
+            f'<tr><td>{e(name)}</td><td class="t">{e(f.fate)}</td><td>{_area(f.area_before_px, px)}</td>'
             f"<td>{_area(round(f.area_after_px), px)}</td><td>{_num(f.area_change_rel, 0, pct=True, signed=True)}</td>"
             f"<td>{f.centroid_x:,.0f}, {f.centroid_y:,.0f}</td></tr>"
         )

@@ -736,7 +736,8 @@ def render_pictures(result: PairAnalysis, *, panel_width: int = 800) -> ReportPi
     else:
         img_a_view, lab_a_view = result.after_image, result.after_labels
     # Arrows: BEFORE's lesions by number; AFTER's tagged by the BEFORE lesion they continue.
-    marks_b = lesion_marks(lesions.before)
+    # Numbers as in the lesion table: the fates' (inside the common region) when aligned.
+    marks_b = lesion_marks(lesions.fates.before if aligned and lesions.fates is not None else lesions.before)
     marked = {int(m[3]) for m in marks_b}
     after_les, tags = _after_marks(lesions, marked) if aligned else (lesions.after, None)
     marks_a = lesion_marks(after_les, fates=tags)

@@ -697,6 +697,52 @@ class LesionFates:
         }
 
 
+def _links(les_b: Lesions, les_a: Lesions, min_overlap: float) -> tuple[np.ndarray, np.ndarray]:
+    """Which BEFORE and AFTER lesions are the same lesion, and their overlaps in pixels.
+
+    Returns
+    -------
+    linked : (n_before, n_after) bool ndarray
+    overlap : (n_before, n_after) int64 ndarray
+    """
+    nb, na = les_b.count, les_a.count
+    both = (les_b.components > 0) & (les_a.components > 0)
+    pairs = les_b.components[both].astype(np.int64) * (na + 1) + les_a.components[both]
+    overlap = np.bincount(pairs, minlength=(nb + 1) * (na + 1)).reshape(nb + 1, na + 1)[1:, 1:]
+    area_b = np.array([les.area_px for les in les_b.items], dtype=np.float64)
+    area_a = np.array([les.area_px for les in les_a.items], dtype=np.float64)
+    smaller = np.minimum(area_b[:, None], area_a[None, :])
+    return (overlap > 0) & (overlap >= min_overlap * smaller), overlap
+
+
+def _groups_with_full_size(les_b: Lesions, les_a: Lesions, linked: np.ndarray, min_area_px: int) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the BEFORE and AFTER lesions whose overlap group holds a lesion of ``min_area_px`` or more."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    nb, na = linked.shape
+    if nb + na == 0:
+        return np.zeros(0, dtype=bool), np.zeros(0, dtype=bool)
+    rows, cols = np.nonzero(linked)
+    graph = coo_matrix((np.ones(rows.size), (rows, nb + cols)), shape=(nb + na, nb + na))
+    _, group = connected_components(graph, directed=False)
+    full = np.array([les.area_px >= min_area_px for les in (*les_b.items, *les_a.items)], dtype=bool)
+    kept = np.zeros(group.max() + 1, dtype=bool)
+    kept[group[full]] = True
+    return kept[group[:nb]], kept[group[nb:]]
+
+
+def _keep(lesions: Lesions, keep: np.ndarray, min_area_px: int) -> Lesions:
+    """The lesions where ``keep`` is True, renumbered (largest first, as before)."""
+    relabel = np.zeros(lesions.count + 1, dtype=np.int32)
+    items = []
+    for les, k in zip(lesions.items, keep):
+        if k:
+            relabel[les.id] = len(items) + 1
+            items.append(Lesion(len(items) + 1, les.area_px, les.centroid_x, les.centroid_y, les.bbox))
+    return Lesions(relabel[lesions.components], tuple(items), int(min_area_px), lesions.pixel_size_mm)
+
+
 def lesion_fates(
     before_labels: np.ndarray,
     after_labels_aligned: np.ndarray,
@@ -725,7 +771,11 @@ def lesion_fates(
     roi : (H, W) bool ndarray, optional
         A region of interest in BEFORE's frame; the common region is limited to it.
     min_area_px : int, optional
-        Lesions smaller than this (in BEFORE pixels) are ignored in both maps.
+        Smallest lesion, in BEFORE pixels, with hysteresis: a lesion counts when it
+        reaches ``min_area_px`` in either photo; its partner in the other photo then
+        counts from half that size. So a lesion just above the threshold in one photo
+        and just below it in the other is persistent, not resolved or new; specks under
+        half the threshold are ignored.
     min_overlap : float, optional
         Share of the smaller lesion's area that must overlap to link two lesions (0..1].
     pixel_size_mm : float, optional
@@ -749,17 +799,15 @@ def lesion_fates(
     region = np.ones(b.shape, dtype=bool) if common is None else np.asarray(common, dtype=bool)
     if roi is not None:
         region = region & np.asarray(roi, dtype=bool)
-    les_b = find_lesions(b, roi=region, min_area_px=min_area_px, pixel_size_mm=pixel_size_mm)
-    les_a = find_lesions(a, roi=region, min_area_px=min_area_px, pixel_size_mm=pixel_size_mm)
-    nb, na = les_b.count, les_a.count
-    # Overlap of every BEFORE lesion i with every AFTER lesion j, in one bincount.
-    both = (les_b.components > 0) & (les_a.components > 0)
-    pairs = les_b.components[both].astype(np.int64) * (na + 1) + les_a.components[both]
-    overlap = np.bincount(pairs, minlength=(nb + 1) * (na + 1)).reshape(nb + 1, na + 1)[1:, 1:]
-    area_b = np.array([les.area_px for les in les_b.items], dtype=np.float64)
+    low = (min_area_px + 1) // 2
+    les_b = find_lesions(b, roi=region, min_area_px=low, pixel_size_mm=pixel_size_mm)
+    les_a = find_lesions(a, roi=region, min_area_px=low, pixel_size_mm=pixel_size_mm)
+    linked, overlap = _links(les_b, les_a, min_overlap)
+    # Hysteresis: keep every lesion of an overlap group in which one lesion is full size.
+    keep_b, keep_a = _groups_with_full_size(les_b, les_a, linked, min_area_px)
+    les_b, les_a = _keep(les_b, keep_b, min_area_px), _keep(les_a, keep_a, min_area_px)
+    linked, overlap = linked[np.ix_(keep_b, keep_a)], overlap[np.ix_(keep_b, keep_a)]
     area_a = np.array([les.area_px for les in les_a.items], dtype=np.float64)
-    smaller = np.minimum(area_b[:, None], area_a[None, :]) if nb and na else np.zeros((nb, na))
-    linked = (overlap > 0) & (overlap >= min_overlap * smaller)
     # An AFTER lesion linked to several BEFORE lesions is shared in proportion to overlap.
     linked_overlap = np.where(linked, overlap, 0).astype(np.float64)
     col_sum = linked_overlap.sum(axis=0)

@@ -265,9 +265,31 @@ def test_new_lesion_touching_an_old_one_is_new() -> None:
     before[40, 40] = before[41, 40] = LESION
     fates = lesion_fates(before, after)
     assert [f.fate for f in fates.items] == [FATE_PERSISTENT, FATE_PERSISTENT]
-    # ... unless the minimum lesion size removes the speck.
-    fates = lesion_fates(before, after, min_area_px=3)
+    # ... unless the minimum lesion size removes the speck (under half of it: ignored).
+    fates = lesion_fates(before, after, min_area_px=10)
     assert [f.fate for f in fates.items] == [FATE_PERSISTENT, FATE_NEW]
+
+
+def test_min_area_has_hysteresis() -> None:
+    # A lesion just above the minimum in one photo and just below it in the other is the
+    # same lesion, not a resolved one plus nothing (or nothing plus a new one).
+    before = np.full((60, 120), SKIN, np.uint8)
+    after = before.copy()
+    _square(before, 10, 10, 10)  # 100 px at month 0 ...
+    _square(after, 10, 10, 9)  # ... 81 px at follow-up: below a 90 px minimum
+    _square(before, 50, 10, 9)  # 81 px at month 0, 100 px at follow-up
+    _square(after, 50, 10, 10)
+    _square(before, 90, 10, 6)  # 36 px in both: under half the minimum, ignored
+    _square(after, 90, 10, 6)
+    fates = lesion_fates(before, after, min_area_px=90)
+    assert [f.fate for f in fates.items] == [FATE_PERSISTENT, FATE_PERSISTENT]
+    assert sorted(f.area_before_px for f in fates.items) == [81, 100]
+    assert sorted(f.area_after_px for f in fates.items) == [81, 100]
+    assert fates.before.count == fates.after.count == 2
+    # Without the partner, the same lesions are resolved and new.
+    after[10:20, 10:20] = SKIN
+    before[10:20, 50:60] = SKIN
+    assert sorted(f.fate for f in lesion_fates(before, after, min_area_px=90).items) == [FATE_NEW, FATE_RESOLVED]
 
 
 def _fate_at(fates, x: float, y: float):  # noqa: ANN001, ANN202 - tiny test helper

@@ -644,7 +644,8 @@ def _after_marks(lesions: LesionMetrics, marked_before: set[int]) -> tuple[Lesio
     """AFTER's lesions (aligned) to point at, tagged with the BEFORE lesion they continue or "new N".
 
     Only continuations of BEFORE lesions that carry an arrow are tagged, so that every
-    number in the follow-up panel is also in the month-0 panel.
+    number in the follow-up panel is also in the month-0 panel; a lesion that broke up
+    gets one arrow, at its largest piece (ids are numbered largest first).
     """
     if lesions.fates is None:
         return lesions.after, None
@@ -652,8 +653,8 @@ def _after_marks(lesions: LesionMetrics, marked_before: set[int]) -> tuple[Lesio
     n_new = 0
     for f in lesions.fates.items:
         if f.fate == FATE_PERSISTENT and f.before_id in marked_before:
-            for j in f.after_ids:
-                tags[j] = tags[j] or str(f.before_id)
+            j = min(f.after_ids)  # one arrow per lesion, at its largest remaining piece
+            tags[j] = tags[j] or str(f.before_id)
         elif f.fate == FATE_NEW:
             n_new += 1
             tags[f.after_ids[0]] = f"new {n_new}"

@@ -779,15 +779,14 @@ def _compose_figure(
         return img if img.shape[:2] == (h, w) else letterbox(img, w, h)
 
     reason = f"registration {result.registration.status}: {result.registration.reason}"
-    les_map = les_map if les_map is not None else message_panel(f"No lesion change map: {reason}", w, h)
-    hair_map = hair_map if hair_map is not None else message_panel(f"No hair change map: {reason}", w, h)
+    maps = les_map is not None and hair_map is not None
     panels = [
         (same(case_b), "A", None),
         (same(case_a), "B", None),
-        (les_map, "C", LESION_CHANGE_LEGEND),
+        (les_map if maps else message_panel(f"No lesion change map: {reason}", w, h), "C", LESION_CHANGE_LEGEND if maps else None),
         (same(overlay_b), "D", OVERLAY_LEGEND),
         (same(overlay_a), "E", OVERLAY_LEGEND),
-        (hair_map, "F", HAIR_CHANGE_LEGEND),
+        (hair_map if maps else message_panel(f"No hair change map: {reason}", w, h), "F", HAIR_CHANGE_LEGEND if maps else None),
     ]
     cells = []
     for img, letter, legend in panels:

@@ -281,7 +281,7 @@ def _open_in_browser(browser: str, page: Path, work: Path) -> tuple[Path, list[s
     shot, netlog = work / "shot.png", work / "net.json"
     cmd = [
         browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars", "--disable-dev-shm-usage",
         f"--user-data-dir={work / 'profile'}", "--enable-logging=stderr", "--v=0",
         "--window-size=1280,2400", f"--screenshot={shot}", f"--log-net-log={netlog}",
         page.resolve().as_uri(),

@@ -21,7 +21,6 @@ import logging
 import os
 import tempfile
 import threading
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Iterator, Mapping, Sequence, Union
@@ -110,7 +109,7 @@ def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
     elif orientation == 6:
         out = np.rot90(array, k=-1)
     elif orientation == 7:
-        out = np.rot90(array, k=1)[::-1, ::-1]
+        out = np.swapaxes(array[::-1, ::-1], 0, 1)  # transverse: its own inverse
     elif orientation == 8:
         out = np.rot90(array, k=1)
     else:
@@ -159,18 +158,17 @@ def _channels_to_rgb(array: np.ndarray) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _pil_pixel_limit(max_pixels: int) -> Iterator[None]:
-    """Let PIL open images up to ``max_pixels``; our own check refuses larger ones."""
+def _pil_header_only_limit() -> Iterator[None]:
+    """Switch off PIL's own decompression-bomb guard: callers check the size themselves,
+    from the header, right after opening and before decoding."""
     from PIL import Image
 
+    # Held only while PIL parses a header: decoding runs outside the lock.
     with _PIL_LIMIT_LOCK:
         old = Image.MAX_IMAGE_PIXELS
-        # PIL raises its bomb error at twice this value; keep it above our limit.
-        Image.MAX_IMAGE_PIXELS = max(int(max_pixels), int(old or 0))
+        Image.MAX_IMAGE_PIXELS = None
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                yield
+            yield
         finally:
             Image.MAX_IMAGE_PIXELS = old
 
@@ -244,7 +242,9 @@ def read_image_header(path: PathLike) -> tuple[int, int, int]:
     p = Path(path)
     _check_file(p)
     try:
-        with _pil_pixel_limit(1 << 62), Image.open(p) as img:
+        with _pil_header_only_limit():
+            img = Image.open(p)  # parses the header only
+        with img:
             w, h = img.size
             orientation = _orientation_of(img)
     except UnidentifiedImageError:
@@ -317,7 +317,9 @@ def read_image(
     digest = hashlib.sha256(data).hexdigest()
 
     try:
-        with _pil_pixel_limit(max_pixels), Image.open(_io.BytesIO(data)) as img:
+        with _pil_header_only_limit():
+            img = Image.open(_io.BytesIO(data))  # parses the header only
+        with img:
             w, h = img.size
             if w * h > max_pixels:
                 raise InputError(
@@ -337,7 +339,7 @@ def read_image(
         raise InputError(f"{p}: not a recognised image file (JPEG, PNG or TIFF)") from None
     except InputError:
         raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except (OSError, ValueError, SyntaxError) as exc:
         raise InputError(f"{p}: cannot decode image ({exc})") from None
 
     arr = _apply_orientation(arr, orientation)

@@ -1,0 +1,169 @@
+"""The analyze_pair API and the result.json contract: fields, types and invariants."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import imgtool
+from imgtool.labels import HAIR, LESION, SKIN
+from imgtool.pipeline import AnalysisOptions
+from imgtool.quantify import photo_metrics
+from imgtool.registration import corner_error, map_points
+
+PHOTO_FIELDS = {
+    "skin_area_px": int,
+    "lesion_area_px": int,
+    "lesion_fraction": float,
+    "roi_area_px": int,
+    "hair_area_px": int,
+    "hair_coverage": float,
+    "hairless_area_px": int,
+}
+CHANGE_FIELDS = (
+    "lesion_area_change_rel",
+    "lesion_fraction_change",
+    "hair_coverage_change",
+    "new_lesion_px",
+    "resolved_lesion_px",
+    "persistent_lesion_px",
+    "regrown_hair_px",
+    "lost_hair_px",
+)
+
+
+@pytest.fixture(scope="module")
+def analysis(scene_pair: dict) -> imgtool.PairAnalysis:
+    return imgtool.analyze_pair(
+        scene_pair["before"], scene_pair["after"], options=AnalysisOptions(method="classical", pixel_size_mm=0.2)
+    )
+
+
+def test_result_contract(analysis: imgtool.PairAnalysis, scene_pair: dict) -> None:
+    doc = json.loads(imgtool.io.to_json(analysis.to_dict()))
+    assert doc["schema_version"] == 1
+    assert doc["imgtool_version"] == imgtool.__version__
+    assert set(doc["model"]) >= {"name", "sha256"}
+    for side in ("before", "after"):
+        assert set(doc[side]) >= {"path", "width", "height", "sha256"}
+        assert (doc[side]["width"], doc[side]["height"]) == (400, 300)
+    reg = doc["registration"]
+    assert set(reg) >= {"status", "homography", "method", "inlier_count", "quality"}
+    assert reg["status"] in ("ok", "low_confidence", "failed")
+    assert isinstance(reg["inlier_count"], int)
+    for side in ("before", "after"):
+        m = doc["metrics"][side]
+        for key, typ in PHOTO_FIELDS.items():
+            assert isinstance(m[key], typ), (side, key, m[key])
+        assert 0 <= m["lesion_fraction"] <= 1 and 0 <= m["hair_coverage"] <= 1
+        assert m["hairless_area_px"] == m["roi_area_px"] - m["hair_area_px"]
+        assert m["lesion_area_px"] <= m["skin_area_px"] <= m["roi_area_px"]
+        for key in ("skin_area", "lesion_area", "roi_area", "hair_area", "hairless_area"):
+            assert f"{key}_mm2" in m
+    assert doc["metrics"]["before"]["lesion_area_mm2"] == pytest.approx(doc["metrics"]["before"]["lesion_area_px"] * 0.04)
+    ch = doc["metrics"]["change"]
+    for key in CHANGE_FIELDS:
+        assert key in ch
+    assert ch["new_lesion_px"] + ch["persistent_lesion_px"] == ch["lesion_area_after_common_px"]
+    assert ch["resolved_lesion_px"] + ch["persistent_lesion_px"] == ch["lesion_area_before_common_px"]
+    b, a = doc["metrics"]["before"], doc["metrics"]["after"]
+    assert ch["lesion_fraction_change"] == pytest.approx(a["lesion_fraction"] - b["lesion_fraction"])
+    assert ch["hair_coverage_change"] == pytest.approx(a["hair_coverage"] - b["hair_coverage"])
+    rel = (ch["lesion_area_after_common_px"] - ch["lesion_area_before_common_px"]) / ch["lesion_area_before_common_px"]
+    assert ch["lesion_area_change_rel"] == pytest.approx(rel)
+
+
+def test_homography_convention(analysis: imgtool.PairAnalysis, scene_pair: dict) -> None:
+    h = analysis.registration.homography
+    assert corner_error(h, scene_pair["H"], (300, 400)) < 1.0
+    # A point of AFTER maps onto the BEFORE pixel with the same content.
+    pt = np.array([[180.0, 140.0]])
+    np.testing.assert_allclose(map_points(h, pt), map_points(scene_pair["H"], pt), atol=1.0)
+
+
+def test_change_pixels_on_aligned_labels(analysis: imgtool.PairAnalysis) -> None:
+    b = analysis.before_labels
+    a = analysis.after_labels_aligned
+    common = analysis.common
+    assert a is not None and common is not None and a.shape == b.shape
+    ch = analysis.change
+    assert ch.persistent_lesion_px == int(((b == LESION) & (a == LESION) & common).sum())
+    assert ch.new_lesion_px == int(((b != LESION) & (a == LESION) & common).sum())
+    assert ch.resolved_lesion_px == int(((b == LESION) & (a != LESION) & common).sum())
+    assert ch.regrown_hair_px == int(((b != HAIR) & (a == HAIR) & common).sum())
+    assert ch.lost_hair_px == int(((b == HAIR) & (a != HAIR) & common).sum())
+    # Same scene, AFTER only re-photographed: the lesions must mostly persist.
+    assert ch.persistent_lesion_px > 0.7 * ch.lesion_area_before_common_px
+
+
+def test_written_outputs_match_json(analysis: imgtool.PairAnalysis, tmp_path: Path) -> None:
+    files = imgtool.write_analysis(analysis, tmp_path)
+    doc = json.loads(files["result.json"].read_text())
+    before = np.asarray(Image.open(tmp_path / "before_labels.png"))
+    after = np.asarray(Image.open(tmp_path / "after_labels.png"))
+    m_b = photo_metrics(before).to_dict()
+    m_a = photo_metrics(after).to_dict()
+    for key in PHOTO_FIELDS:
+        assert doc["metrics"]["before"][key] == m_b[key]
+        assert doc["metrics"]["after"][key] == m_a[key]
+    aligned = np.asarray(Image.open(tmp_path / "after_aligned.png"))
+    assert aligned.shape == (300, 400, 3)
+    assert int((before == SKIN).sum()) > 0
+
+
+def test_roi_restricts_every_area(scene_pair: dict) -> None:
+    roi = np.zeros((300, 400), bool)
+    roi[100:200, 150:300] = True
+    res = imgtool.analyze_pair(scene_pair["before"], scene_pair["after"], roi=roi, options=AnalysisOptions(method="classical"))
+    assert res.metrics_before.roi_area_px == 100 * 150
+    assert res.metrics_before.skin_area_px <= 100 * 150
+    assert res.change.common_area_px <= 100 * 150
+    # AFTER's ROI is BEFORE's mapped through the registration: nearly the same size.
+    assert abs(res.metrics_after.roi_area_px - 100 * 150) < 0.1 * 100 * 150
+
+
+def test_failed_registration_keeps_photo_metrics(scene_pair: dict, rng: np.random.Generator) -> None:
+    # An unrelated AFTER photo: noise. Registration must fail, change metrics that need it must be null.
+    noise = (rng.random((300, 400, 3)) * 255).astype(np.uint8)
+    res = imgtool.analyze_pair(scene_pair["before"], noise, options=AnalysisOptions(method="classical"))
+    assert res.registration.status == "failed"
+    assert res.registration.homography is None
+    d = res.to_dict()
+    for key in ("lesion_area_change_rel", "new_lesion_px", "resolved_lesion_px", "persistent_lesion_px", "regrown_hair_px", "lost_hair_px"):
+        assert d["metrics"]["change"][key] is None
+    assert d["metrics"]["before"]["skin_area_px"] > 0
+    assert any("registration failed" in w for w in res.warnings)
+
+
+def test_after_pixel_size_follows_registration_scale(scene_pair: dict) -> None:
+    res = imgtool.analyze_pair(
+        scene_pair["before"], scene_pair["after"], options=AnalysisOptions(method="classical", pixel_size_mm=0.5)
+    )
+    # The true transform is close to unit scale (det of the linear part ~ 0.94).
+    assert res.metrics_after.pixel_size_mm == pytest.approx(0.5 * np.sqrt(0.96 * 0.98 + 0.06 * 0.05), rel=0.05)
+    fixed = imgtool.analyze_pair(
+        scene_pair["before"],
+        scene_pair["after"],
+        options=AnalysisOptions(method="classical", pixel_size_mm=0.5, after_pixel_size_mm=0.3),
+    )
+    assert fixed.metrics_after.pixel_size_mm == 0.3
+
+
+def test_same_input_same_output(scene_pair: dict) -> None:
+    opts = AnalysisOptions(method="classical")
+    a = imgtool.analyze_pair(scene_pair["before"], scene_pair["after"], options=opts).to_dict()
+    b = imgtool.analyze_pair(scene_pair["before"], scene_pair["after"], options=opts).to_dict()
+    for d in (a, b):
+        d["registration"]["quality"].pop("time_s", None)
+    assert a == b
+
+
+def test_bad_options() -> None:
+    with pytest.raises(imgtool.UsageError):
+        AnalysisOptions(pixel_size_mm=-1.0)
+    with pytest.raises(imgtool.UsageError):
+        AnalysisOptions(method="nonsense")

@@ -16,6 +16,7 @@ from .quantify import ChangeMetrics, PhotoMetrics, change_metrics, photo_metrics
 from .registration import Registration, RegistrationOptions, register
 from .report import write_analysis, write_segmentation
 from .segmentation import SegmentResult, segment, segment_many
+from .segmentation import SegmentationModel, load_model, segment_labels
 
 __all__ = [
     "__version__",
@@ -32,14 +33,17 @@ __all__ = [
     "RegistrationError",
     "RegistrationOptions",
     "SegmentResult",
+    "SegmentationModel",
     "UsageError",
     "analyze_pair",
     "change_metrics",
+    "load_model",
     "photo_metrics",
     "read_image",
     "register",
     "segment",
     "segment_many",
+    "segment_labels",
     "write_analysis",
     "write_segmentation",
 ]

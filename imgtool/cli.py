@@ -71,6 +71,7 @@ def _add_method(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="where the CNN runs: auto picks CUDA when present (default auto)",
     )
+    p.add_argument("--batch-size", type=_positive_int, default=None, metavar="N", help="tiles per CNN forward pass (default 1 on CPU, 16 on CUDA)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--roi", default=None, metavar="MASK", help="region-of-interest mask (same size as every image)")
     _add_method(p)
     _add_limits(p)
+
+    p = sub.add_parser("train", help="train the segmentation CNN from a config file")
+    p.add_argument("config", help="training config (JSON), e.g. models/unet_s_v1.train.json")
+    p.add_argument("-o", "--out", required=True, help="folder for checkpoint, log and the trained weights")
+    p.add_argument("--resume", action="store_true", help="continue from the folder's checkpoint")
     return parser
 
 
@@ -135,7 +141,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     )
     # Check the output folder before the (long) analysis, not after it.
     ensure_output_dir(args.out)
-    result = analyze_pair(args.before, args.after, roi=args.roi, options=opts)
+    result = analyze_pair(args.before, args.after, roi=args.roi, options=opts, device=args.device)
     for w in result.warnings:
         print(f"imgtool: warning: {w}", file=sys.stderr)
     files = write_analysis(result, args.out)
@@ -158,7 +164,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from .errors import InputError
     from .io import ensure_output_dir, read_image_header
     from .report import write_segmentation
-    from .segmentation import segment
+    from .segmentation import prepare_model, segment
 
     stems: dict[str, str] = {}
     for path in args.images:
@@ -173,13 +179,31 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         w, h, _ = read_image_header(path)
         if w * h > _max_pixels(args):
             raise InputError(f"{path}: image has {w * h / 1e6:.1f} megapixels, over the limit of {_max_pixels(args) / 1e6:.1f}")
+    model = prepare_model(args.method, None, args.device)
     for path in args.images:
-        res = segment(path, method=args.method, roi=args.roi, pixel_size_mm=args.pixel_size_mm, max_pixels=_max_pixels(args))
+        res = segment(
+            path,
+            method=args.method,
+            roi=args.roi,
+            pixel_size_mm=args.pixel_size_mm,
+            max_pixels=_max_pixels(args),
+            model=model,
+            batch_size=args.batch_size,
+        )
         write_segmentation(res, args.out, Path(path).stem)
     return EXIT_OK
 
 
-_COMMANDS = {"analyze": _cmd_analyze, "register": _cmd_register, "segment": _cmd_segment}
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .segmentation.train import load_train_config, train
+
+    result = train(load_train_config(args.config), args.out, resume=args.resume)
+    logger.info("trained %s (loss %.4f -> %.4f)", result.weights, result.first_loss, result.last_loss)
+    print(result.weights)
+    return EXIT_OK
+
+
+_COMMANDS = {"analyze": _cmd_analyze, "register": _cmd_register, "segment": _cmd_segment, "train": _cmd_train}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

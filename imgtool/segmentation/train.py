@@ -303,7 +303,7 @@ def render_phantoms(cfg: PhantomConfig, long_side: int, textures: Sequence[Path]
         from .. import synth
     except ImportError:
         raise UsageError("training on phantoms needs imgtool.synth (the phantom generator), which is not installed") from None
-    options = synth.SynthOptions(texture_images=tuple(str(t) for t in textures)) if textures else None
+    options = synth.SynthOptions(textures=synth.load_texture_bank(list(textures))) if textures else None
     samples = []
     t0 = time.perf_counter()
     for i in range(cfg.count):

@@ -240,3 +240,22 @@ def segment_many(
             )
         )
     return results
+
+
+__all__ = [
+    "DEFAULT_METHOD",
+    "DEFAULT_MODEL_NAME",
+    "IMAGES_PER_CHUNK",
+    "METHODS",
+    "ClassicalOptions",
+    "SegmentResult",
+    "SegmentationModel",
+    "check_method",
+    "load_model",
+    "model_info",
+    "prepare_model",
+    "resolve_device",
+    "segment",
+    "segment_labels",
+    "segment_many",
+]

@@ -167,8 +167,16 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def shipped_models_dir() -> Path:
-    """The folder of the shipped models (``imgtool._models``, the repository's ``models/``)."""
-    return Path(str(importlib.resources.files("imgtool._models")))
+    """The folder of the shipped models.
+
+    Installed, it is the package ``imgtool._models`` (found through
+    :mod:`importlib.resources`); in a source checkout or an editable install, where that
+    package does not exist, it is the repository's ``models/`` folder.
+    """
+    try:
+        return Path(str(importlib.resources.files("imgtool._models")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[2] / "models"
 
 
 def _model_paths(name_or_path: str | os.PathLike | None) -> tuple[Path, Path]:

@@ -12,12 +12,13 @@ Loading never unpickles anything: safetensors holds only tensors, the card is JS
 The weights' hash must match the card, and the state dict must match the
 architecture exactly (strict loading); anything else is a :class:`ModelError`.
 The shipped models live in the top-level ``models/`` folder, installed as the
-package ``imgtool._models`` and found through :mod:`importlib.resources`.
+package ``imgtool._models`` and found through the import system (the repository's
+``models/`` folder in a source checkout).
 """
 
 from __future__ import annotations
 
-import importlib.resources
+import importlib
 import json
 import logging
 import os
@@ -169,14 +170,15 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 def shipped_models_dir() -> Path:
     """The folder of the shipped models.
 
-    Installed, it is the package ``imgtool._models`` (found through
-    :mod:`importlib.resources`); in a source checkout or an editable install, where that
-    package does not exist, it is the repository's ``models/`` folder.
+    Installed, it is the package ``imgtool._models`` (a data-only namespace package,
+    found through the import system); in a source checkout or an editable install,
+    where that package does not exist, it is the repository's ``models/`` folder.
     """
     try:
-        return Path(str(importlib.resources.files("imgtool._models")))
+        pkg = importlib.import_module("imgtool._models")
     except ModuleNotFoundError:
         return Path(__file__).resolve().parents[2] / "models"
+    return Path(next(iter(pkg.__path__)))
 
 
 def _model_paths(name_or_path: str | os.PathLike | None) -> tuple[Path, Path]:

@@ -112,7 +112,7 @@ def eval_phantoms(model: Any, methods: list[str], seed: int, n: int, size: tuple
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=None, help="model name or path (default: the shipped model)")
-    p.add_argument("--config", default=None, help="training config with the split (default: the card's)")
+    p.add_argument("--config", default=None, help="training config with the split (default: models/<name>.train.json, else the card's)")
     p.add_argument("--phantoms", type=int, default=40, help="number of test phantoms (0 to skip)")
     p.add_argument("--phantom-seed", type=int, default=7_000_000)
     p.add_argument("--phantom-size", type=int, nargs=2, default=[1024, 768], metavar=("W", "H"))
@@ -129,8 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     from imgtool.segmentation.train import TrainConfig, load_train_config
 
     model = load_model(args.model, device="cpu")
-    if args.config:
-        cfg = load_train_config(args.config)
+    default_config = REPO / "models" / f"{model.name}.train.json"
+    if args.config or default_config.is_file():
+        cfg = load_train_config(args.config or default_config)
     else:
         cfg = TrainConfig.from_dict(model.card["training"]["config"])
         cfg = replace(cfg, data_root=str((REPO / "models" / cfg.data_root).resolve()))

@@ -51,3 +51,23 @@ def test_budget_and_card(shipped) -> None:
 
 def _dice(pred: np.ndarray, truth: np.ndarray) -> float:
     return 2 * np.count_nonzero(pred & truth) / max(1, np.count_nonzero(pred) + np.count_nonzero(truth))
+
+
+def _fixture_photo() -> np.ndarray:
+    """A deterministic 480x640 test photo built from integer arithmetic only (same bytes on any machine)."""
+    yy, xx = np.mgrid[0:480, 0:640]
+    img = np.empty((480, 640, 3), np.uint8)
+    img[:] = (70, 90, 120)  # blue-grey wall
+    body = ((xx - 320) ** 2) * 9 + ((yy - 300) ** 2) * 4 < 200**2 * 9  # an ellipse of skin
+    img[body] = (214, 170, 140)
+    patch = ((xx - 260) ** 2 + (yy - 280) ** 2) < 45**2  # a red, eczema-like patch on it
+    img[patch] = (190, 95, 85)
+    stripes = body & (yy < 200) & ((xx // 3) % 3 == 0)  # dark strands at the top of the body
+    img[stripes] = (45, 30, 25)
+    return img
+
+
+def test_golden_output_on_a_generated_photo(shipped) -> None:
+    labels = segment_labels([_fixture_photo()], model=shipped)[0]
+    fractions = np.bincount(labels.ravel(), minlength=4) / labels.size
+    np.testing.assert_allclose(fractions, GOLDEN_FRACTIONS, atol=0.01)

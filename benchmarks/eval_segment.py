@@ -1,7 +1,11 @@
 """Accuracy of the CNN next to the classical baseline on the same images.
 
-* Phantoms of seeds never used in training (``--phantom-seed`` on, default 7000000):
-  Dice per class (skin, lesion, hair), pooled over all phantoms.
+Both through ``imgtool evaluate``'s API (:mod:`imgtool.evaluate`), on the shipped
+default model (``models/``):
+
+* phantom pairs drawn with a run seed (``--phantom-seed``, default 7000000) whose pair
+  seeds are checked to lie outside the training seeds: Dice per class (skin, lesion,
+  hair) of both photos of each pair, pooled;
 * The held-out files (the ``test`` ids of the training config) of each real set in
   ``../shared/data``: lesion Dice on the lesion sets, hair IoU on the hair sets (and
   the other overlap numbers), pooled over the set's pixels and as a mean per photo;
@@ -9,7 +13,7 @@
 
 Run from the repository root::
 
-    python benchmarks/eval_segment.py --model models/unet_s_v1.safetensors --update-card
+    python benchmarks/eval_segment.py --update-card
 
 Prints a table and writes JSON to ``--out`` (default
 ``benchmarks/results/eval_segment.json``); ``--update-card`` also writes the numbers
@@ -26,94 +30,60 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 
 
-def overlap(pred: np.ndarray, truth: np.ndarray) -> dict[str, int]:
-    """Pixel counts of a binary prediction against a binary truth."""
-    return {
-        "tp": int(np.count_nonzero(pred & truth)),
-        "fp": int(np.count_nonzero(pred & ~truth)),
-        "fn": int(np.count_nonzero(~pred & truth)),
-    }
-
-
-def scores(c: dict[str, int]) -> dict[str, float | None]:
-    """Dice, IoU, sensitivity and precision from pixel counts (None where undefined)."""
-    tp, fp, fn = c["tp"], c["fp"], c["fn"]
-
-    def ratio(a: float, b: float) -> float | None:
-        return round(a / b, 4) if b else None
-
-    return {"dice": ratio(2 * tp, 2 * tp + fp + fn), "iou": ratio(tp, tp + fp + fn), "sensitivity": ratio(tp, tp + fn), "precision": ratio(tp, tp + fp)}
-
-
-def _add(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
-    return {k: a.get(k, 0) + b[k] for k in b}
-
-
-def eval_real(cfg: Any, model: Any, methods: list[str]) -> dict[str, Any]:
-    from imgtool.segmentation import segment_labels
-    from imgtool.segmentation.data import list_masked_photos, read_masked_photo
-    from imgtool.segmentation.train import CLASS_OF_SET
+def eval_real(cfg: Any, methods: list[str]) -> dict[str, Any]:
+    """``imgtool evaluate`` (:func:`imgtool.evaluate.evaluate_masks`) on each set's held-out ids."""
+    from imgtool.evaluate import evaluate_masks, scores_from_counts
 
     out: dict[str, Any] = {}
     for s in cfg.real_sets:
         folder = Path(cfg.data_root) / s.name
-        items = {m.id: m for m in list_masked_photos(folder)}
         fitz: dict[str, str] = {}
         if (folder / "labels.csv").is_file():
             with open(folder / "labels.csv", newline="") as f:
-                fitz = {Path(r["img_id"]).stem: (r.get("fitspatrick") or "").split(".")[0] for r in csv.DictReader(f)}
-        k = CLASS_OF_SET[s.cls]
+                fitz = {Path(r["img_id"]).stem: (r.get("fitspatrick") or "").split(".")[0] or "unknown" for r in csv.DictReader(f)}
         rec: dict[str, Any] = {"class": s.cls, "n_images": len(s.test), "ids": list(s.test)}
         for method in methods:
-            pooled: dict[str, int] = {}
-            per_image, by_type = [], {}
-            for i in s.test:
-                img, mask = read_masked_photo(items[i])
-                lab = segment_labels([img], method=method, model=model if method == "cnn" else None)[0]
-                c = overlap(lab == k, mask)
-                pooled = _add(pooled, c)
-                per_image.append(scores(c))
-                t = fitz.get(i) or "unknown"
-                by_type[t] = _add(by_type.get(t, {}), c)
-            mean = {m: round(float(np.mean([r[m] for r in per_image if r[m] is not None])), 4) for m in ("dice", "iou")}
-            rec[method] = {"pooled": scores(pooled), "mean_per_image": mean}
+            ev = evaluate_masks(folder, mask_class=s.cls, method=method, ids=list(s.test))
+            summ = ev.summary
+            rec[method] = {
+                "pooled": {k: summ["pooled"][k] for k in ("dice", "iou", "sensitivity", "precision")},
+                "mean_per_image": {"dice": summ["dice"]["mean"], "iou": summ["iou"]["mean"]},
+            }
             if fitz:
+                groups: dict[str, list[dict[str, Any]]] = {}
+                for r in ev.rows:
+                    groups.setdefault(fitz.get(r["id"], "unknown"), []).append(r)
                 rec[method]["by_fitzpatrick"] = {
-                    t: {"n": sum(1 for i in s.test if (fitz.get(i) or "unknown") == t), **scores(c)} for t, c in sorted(by_type.items())
+                    t: {"n": len(rows), **{k: v for k, v in scores_from_counts(*(sum(r[c] for r in rows) for c in ("tp", "fp", "fn"))).items() if k in ("dice", "iou")}}
+                    for t, rows in sorted(groups.items())
                 }
         out[s.name] = rec
     return out
 
 
-def eval_phantoms(model: Any, methods: list[str], seed: int, n: int, size: tuple[int, int]) -> dict[str, Any]:
-    from imgtool import synth
-    from imgtool.labels import HAIR, LESION, SKIN
-    from imgtool.segmentation import segment_labels
+def eval_phantoms(methods: list[str], seed: int, n: int, size: tuple[int, int], train_seeds: range) -> dict[str, Any]:
+    """``imgtool evaluate --phantoms N --seed S`` (:func:`imgtool.evaluate.evaluate_phantoms`): per-class Dice."""
+    from imgtool.evaluate import evaluate_phantoms, phantom_source
+    from imgtool.synth.store import pair_seed
 
-    pooled: dict[str, dict[str, dict[str, int]]] = {m: {} for m in methods}
-    for j in range(n):
-        img, truth = synth.render_photo(seed + j, size=size)
-        for method in methods:
-            lab = segment_labels([img], method=method, model=model if method == "cnn" else None)[0]
-            for name, k in (("skin", SKIN), ("lesion", LESION), ("hair", HAIR)):
-                pooled[method][name] = _add(pooled[method].get(name, {}), overlap(lab == k, truth == k))
-    return {
-        "seeds": [seed, seed + n - 1],
-        "size": list(size),
-        **{m: {name: scores(c) for name, c in pooled[m].items()} for m in methods},
-    }
+    seeds = [pair_seed(seed, i) for i in range(n)]
+    if any(s in train_seeds for s in seeds):
+        raise SystemExit(f"phantom run seed {seed} draws a training seed; choose another")
+    out: dict[str, Any] = {"run_seed": seed, "pairs": n, "photos": 2 * n, "size": list(size)}
+    for method in methods:
+        ev = evaluate_phantoms(phantom_source(n, seed, size=size), method=method, source=f"--phantoms {n} --seed {seed}")
+        seg = ev.summary["segmentation"]
+        out[method] = {c: {"dice_pooled": seg[c]["dice_pooled"], "dice_mean": seg[c]["dice_mean"], "iou_pooled": seg[c]["iou_pooled"]} for c in ("background", "skin", "lesion", "hair")}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default=None, help="model name or path (default: the shipped model)")
     p.add_argument("--config", default=None, help="training config with the split (default: models/<name>.train.json, else the card's)")
-    p.add_argument("--phantoms", type=int, default=40, help="number of test phantoms (0 to skip)")
+    p.add_argument("--phantoms", type=int, default=15, help="number of test phantom pairs (0 to skip)")
     p.add_argument("--phantom-seed", type=int, default=7_000_000)
     p.add_argument("--phantom-size", type=int, nargs=2, default=[1024, 768], metavar=("W", "H"))
     p.add_argument("--data-root", default=None, help="folder of the real sets (default: the config's)")
@@ -128,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     from imgtool.segmentation.model import _model_paths, load_model
     from imgtool.segmentation.train import TrainConfig, load_train_config
 
-    model = load_model(args.model, device="cpu")
+    model = load_model(None, device="cpu")  # imgtool evaluate scores the shipped default model
     default_config = REPO / "models" / f"{model.name}.train.json"
     if args.config or default_config.is_file():
         cfg = load_train_config(args.config or default_config)
@@ -139,9 +109,11 @@ def main(argv: list[str] | None = None) -> int:
         cfg = replace(cfg, data_root=args.data_root)
     methods = ["cnn", "classical"]
     t0 = time.perf_counter()
-    result: dict[str, Any] = {"model": model.info(), "real_sets": eval_real(cfg, model, methods)}
+    result: dict[str, Any] = {"model": model.info(), "real_sets": eval_real(cfg, methods)}
     if args.phantoms:
-        result["phantoms"] = eval_phantoms(model, methods, args.phantom_seed, args.phantoms, tuple(args.phantom_size))
+        ph = cfg.phantoms
+        train_seeds = range(ph.seed_start, ph.seed_start + ph.count) if ph else range(0)
+        result["phantoms"] = eval_phantoms(methods, args.phantom_seed, args.phantoms, tuple(args.phantom_size), train_seeds)
     result["seconds"] = round(time.perf_counter() - t0, 1)
 
     print(f"model {model.name} ({model.sha256[:12]}...)")
@@ -152,14 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     if "phantoms" in result:
         ph = result["phantoms"]
         for cls in ("skin", "lesion", "hair"):
-            cnn, cl = ph["cnn"][cls]["dice"], ph["classical"][cls]["dice"]
-            print(f"{'phantoms':<24} {cls:<7} {args.phantoms:>3} {'dice':<7} {cnn if cnn is not None else float('nan'):>7.3f} {cl if cl is not None else float('nan'):>9.3f}")
+            cnn, cl = ph["cnn"][cls]["dice_pooled"], ph["classical"][cls]["dice_pooled"]
+            print(f"{'phantoms':<24} {cls:<7} {2 * args.phantoms:>3} {'dice':<7} {cnn if cnn is not None else float('nan'):>7.3f} {cl if cl is not None else float('nan'):>9.3f}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, result)
     print(f"wrote {out}")
     if args.update_card:
-        _, card_path = _model_paths(args.model)
+        _, card_path = _model_paths(None)
         card = json.loads(card_path.read_text())
         card["metrics"] = {k: v for k, v in result.items() if k in ("real_sets", "phantoms")}
         card["metrics"]["measured_with"] = "python benchmarks/eval_segment.py " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -17,30 +17,40 @@ from .registration import Registration, RegistrationOptions, register
 from .report import write_analysis, write_segmentation
 from .segmentation import SegmentResult, segment, segment_many
 from .segmentation import SegmentationModel, load_model, segment_labels
+from .evaluate import Evaluation, evaluate_masks, evaluate_phantoms
+from .synth import DiseaseChange, PhantomPair, SynthOptions, render_pair, render_photo
 
 __all__ = [
     "__version__",
     "AnalysisOptions",
     "ChangeMetrics",
+    "DiseaseChange",
+    "Evaluation",
     "ImageInfo",
     "ImgtoolError",
     "InputError",
     "ModelError",
     "OutputError",
     "PairAnalysis",
+    "PhantomPair",
     "PhotoMetrics",
     "Registration",
     "RegistrationError",
     "RegistrationOptions",
     "SegmentResult",
     "SegmentationModel",
+    "SynthOptions",
     "UsageError",
     "analyze_pair",
     "change_metrics",
+    "evaluate_masks",
+    "evaluate_phantoms",
     "load_model",
     "photo_metrics",
     "read_image",
     "register",
+    "render_pair",
+    "render_photo",
     "segment",
     "segment_many",
     "segment_labels",

@@ -119,7 +119,90 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="training config (JSON), e.g. models/unet_s_v1.train.json")
     p.add_argument("-o", "--out", required=True, help="folder for checkpoint, log and the trained weights")
     p.add_argument("--resume", action="store_true", help="continue from the folder's checkpoint")
+
+    p = sub.add_parser("synth", help="draw phantom before/after pairs whose truth is known exactly")
+    p.add_argument("-o", "--out", required=True, help="output folder (one sub-folder per pair)")
+    p.add_argument("--n", type=_positive_int, default=10, metavar="N", help="number of pairs (default 10)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="run seed; same seed, same pairs (default 0)")
+    p.add_argument("--size", type=_size, default=(1024, 1024), metavar="WxH", help="photo size (default 1024x1024)")
+    p.add_argument("--change", choices=("random", "none"), default="random", help="disease course: random, or none (repeatability pairs)")
+    _add_synth_options(p)
+    p.add_argument("--jobs", type=_positive_int, default=1, metavar="J", help="worker processes (output does not depend on it)")
+
+    p = sub.add_parser("synth-sheet", help="render a contact sheet of phantoms; optionally compare their statistics with real photos")
+    p.add_argument("-o", "--out", required=True, metavar="PNG", help="contact sheet file (PNG)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the first pair (default 0)")
+    p.add_argument("--pairs", type=_positive_int, default=10, metavar="N", help="pairs on the sheet (default 10)")
+    p.add_argument("--tile", type=_positive_int, default=200, metavar="PX", help="side of each photo on the sheet (default 200)")
+    p.add_argument("--size", type=_size, default=(768, 768), metavar="WxH", help="size the phantoms are drawn at (default 768x768)")
+    p.add_argument("--real", action="append", default=[], metavar="DIR", help="folder of real photos with masks to compare with (repeatable)")
+    p.add_argument("--stats-photos", type=_positive_int, default=60, metavar="N", help="phantom photos measured for the comparison (default 60)")
+    p.add_argument("--stats-out", default=None, metavar="JSON", help="write the statistics here")
+
+    p = sub.add_parser("evaluate", help="score the pipeline on phantom pairs or on real photos with masks")
+    p.add_argument("source", nargs="?", default=None, help="folder of phantom pairs (from 'imgtool synth') or of photos with masks")
+    p.add_argument("-o", "--out", required=True, help="output folder (evaluation.json, summary.csv, per_photo.csv, per_pair.csv)")
+    p.add_argument("--method", choices=_methods(), default=_default_method(), help="segmentation method (default %(default)s)")
+    g = p.add_argument_group("phantoms drawn on the fly (instead of a folder)")
+    g.add_argument("--phantoms", type=_positive_int, default=None, metavar="N", help="draw N pairs in memory and score them")
+    g.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the drawn pairs (default 0)")
+    g.add_argument("--size", type=_size, default=(1024, 1024), metavar="WxH", help="size of the drawn pairs (default 1024x1024)")
+    g.add_argument("--change", choices=("random", "none"), default="random", help="disease course of the drawn pairs")
+    g = p.add_argument_group("real photos with masks")
+    g.add_argument("--class", dest="mask_class", choices=("lesion", "hair"), default=None, help="which class the masks mark (default: from the folder's convention)")
+    g.add_argument("--images", default=None, metavar="GLOB", help="which files are photos, e.g. '*.jpg' (with --mask-pattern)")
+    g.add_argument("--mask-pattern", default=None, metavar="PATTERN", help="mask file name, {id} = photo name without extension, e.g. '{id}_mask.png'")
+    g.add_argument("--id-suffix", default="", metavar="TEXT", help="end of the photo's name that is not part of {id} (e.g. '-org')")
+    g.add_argument("--mask-threshold", type=int, default=None, metavar="T", help="mask pixels >= T are inside (default 128, or 1 for Figaro)")
+    g.add_argument("--mask-scale", type=_positive_float, default=None, metavar="F", help="mask size relative to the photo, e.g. 0.5 (default: same size, or inferred)")
+    g.add_argument("--split", default=None, metavar="FILE", help="score only the ids listed in FILE (text, or JSON list / object)")
+    g.add_argument("--split-key", default=None, metavar="KEY", help="list inside a JSON split file, dots for nesting (default 'test')")
+    g.add_argument("--ids", default=None, metavar="A,B,...", help="score only these ids")
     return parser
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, e.g. 1024x768, got {text!r}") from None
+    if not (64 <= w <= 8192 and 64 <= h <= 8192):
+        raise argparse.ArgumentTypeError(f"size must be 64..8192 px on each side, got {text!r}")
+    return w, h
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+
+
+def _str_list(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _methods() -> tuple[str, ...]:
+    from .segmentation import METHODS
+
+    return METHODS
+
+
+def _default_method() -> str:
+    from .segmentation import DEFAULT_METHOD
+
+    return DEFAULT_METHOD
+
+
+def _add_synth_options(p: argparse.ArgumentParser) -> None:
+    from .synth import BACKGROUNDS, VIEWS
+
+    p.add_argument("--views", type=_str_list, default=None, metavar="LIST", help=f"body views to draw (default all: {','.join(VIEWS)})")
+    p.add_argument("--fitzpatrick", type=_int_list, default=None, metavar="LIST", help="skin types 1..6 to draw (default all)")
+    p.add_argument("--backgrounds", type=_str_list, default=None, metavar="LIST", help=f"backgrounds (default all: {','.join(BACKGROUNDS)})")
+    p.add_argument("--close-up", type=float, default=None, metavar="P", help="probability of a close-up (default 0.35)")
+    p.add_argument("--texture-dir", default=None, metavar="DIR", help="draw on real skin and hair patches from the photos in DIR (never stored)")
+    p.add_argument("--textures", default=None, metavar="FILE", help="like --texture-dir, from a list of photo files (one per line)")
 
 
 def _max_pixels(args: argparse.Namespace) -> int:
@@ -203,7 +286,113 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+
+def _synth_options(args: argparse.Namespace) -> object:
+    from pathlib import Path as _Path
+
+    from .synth import SynthOptions, load_texture_bank, texture_files
+
+    kw: dict[str, object] = {}
+    if args.views is not None:
+        kw["views"] = args.views
+    if args.fitzpatrick is not None:
+        kw["fitzpatrick"] = args.fitzpatrick
+    if args.backgrounds is not None:
+        kw["backgrounds"] = args.backgrounds
+    if args.close_up is not None:
+        kw["close_up"] = args.close_up
+    if args.texture_dir is not None and args.textures is not None:
+        raise UsageError("give --texture-dir or --textures, not both")
+    files = None
+    if args.texture_dir is not None:
+        files = texture_files(args.texture_dir)
+    elif args.textures is not None:
+        try:
+            lines = _Path(args.textures).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise UsageError(f"{args.textures}: cannot read the texture list ({exc.strerror})") from None
+        files = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    if files is not None:
+        kw["textures"] = load_texture_bank(files)
+    return SynthOptions(**kw)
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from .synth.store import synthesize
+
+    opts = _synth_options(args)
+    folders = synthesize(args.out, args.n, args.seed, size=args.size, options=opts, change=args.change, jobs=args.jobs)
+    print(f"wrote {len(folders)} phantom pairs to {args.out}")
+    return EXIT_OK
+
+
+def _cmd_synth_sheet(args: argparse.Namespace) -> int:
+    from .io import write_json
+    from .synth.realism import compare_stats, format_stats
+    from .synth.sheet import write_contact_sheet
+
+    write_contact_sheet(args.out, seed=args.seed, pairs=args.pairs, tile=args.tile, size=args.size)
+    print(f"wrote {args.out}")
+    if args.real:
+        stats = compare_stats(args.real, seed=args.seed, photos=args.stats_photos)
+        print(format_stats(stats))
+        if args.stats_out:
+            write_json(args.stats_out, stats)
+    return EXIT_OK
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .datasets import MaskConvention, read_id_list
+    from .evaluate import describe_source, evaluate_masks, evaluate_phantoms, format_table, phantom_source, write_evaluation
+    from .io import ensure_output_dir
+
+    if (args.source is None) == (args.phantoms is None):
+        raise UsageError("give a SOURCE folder or --phantoms N (one of them)")
+    ensure_output_dir(args.out)
+    if args.phantoms is not None:
+        pairs = phantom_source(args.phantoms, args.seed, size=args.size, change=args.change)
+        ev = evaluate_phantoms(pairs, method=args.method, source=f"drawn: --phantoms {args.phantoms} --seed {args.seed} --size {args.size[0]}x{args.size[1]} --change {args.change}")
+    elif describe_source(args.source) == "phantoms":
+        from .synth.store import iter_pairs
+
+        ev = evaluate_phantoms(iter_pairs([args.source]), method=args.method, source=str(args.source))
+    else:
+        conv = None
+        if args.images is not None or args.mask_pattern is not None:
+            if args.mask_pattern is None:
+                raise UsageError("--images needs --mask-pattern (e.g. '{id}_mask.png')")
+            conv = MaskConvention(
+                "custom",
+                args.images or "*",
+                args.mask_pattern,
+                id_suffix=args.id_suffix,
+                threshold=128 if args.mask_threshold is None else args.mask_threshold,
+                mask_scale=args.mask_scale,
+                mask_class=args.mask_class,
+            )
+        elif args.mask_threshold is not None or args.mask_scale is not None:
+            from dataclasses import replace
+
+            from .datasets import detect_convention
+
+            base = detect_convention(args.source)
+            conv = replace(
+                base,
+                threshold=base.threshold if args.mask_threshold is None else args.mask_threshold,
+                mask_scale=base.mask_scale if args.mask_scale is None else args.mask_scale,
+            )
+        ids = read_id_list(args.ids, args.split, args.split_key)
+        ev = evaluate_masks(args.source, mask_class=args.mask_class, method=args.method, convention=conv, ids=ids)
+    files = write_evaluation(ev, args.out)
+    print(format_table(ev))
+    print(f"wrote {', '.join(str(p) for p in files.values())}")
+    return EXIT_OK
+
+
 _COMMANDS = {"analyze": _cmd_analyze, "register": _cmd_register, "segment": _cmd_segment, "train": _cmd_train}
+_COMMANDS["synth"] = _cmd_synth
+_COMMANDS["synth-sheet"] = _cmd_synth_sheet
+_COMMANDS["evaluate"] = _cmd_evaluate
 
 
 def main(argv: Sequence[str] | None = None) -> int:

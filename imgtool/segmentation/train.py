@@ -36,11 +36,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..datasets import detect_convention, find_pairs, read_binary_mask
 from ..errors import InputError, UsageError
-from ..io import write_bytes
+from ..io import read_image, write_bytes
 from ..labels import HAIR, LESION, NUM_CLASSES
 from .augment import IGNORE, AugmentOptions, augment_sample
-from .data import MaskedPhoto, list_masked_photos, read_masked_photo
 from .inference import to_working
 from .model import InputSpec, save_model
 from .network import NetworkConfig, SmallUNet
@@ -267,6 +267,13 @@ class Sample:
     kind: int
 
 
+def real_set_files(cfg: TrainConfig, name: str) -> dict[str, tuple[Path, Path]]:
+    """``{id: (photo, mask)}`` of a real set under ``cfg.data_root`` (conventions of :mod:`imgtool.datasets`)."""
+    folder = Path(cfg.data_root) / name
+    conv = detect_convention(folder)
+    return {pid: (img, mask) for pid, img, mask in find_pairs(folder, conv)}
+
+
 def load_real_samples(cfg: TrainConfig, split: str = "train") -> dict[str, list[Sample]]:
     """The training (or held-out) photos of each real set, at working resolution.
 
@@ -277,14 +284,17 @@ def load_real_samples(cfg: TrainConfig, split: str = "train") -> dict[str, list[
     """
     out: dict[str, list[Sample]] = {}
     for s in cfg.real_sets:
-        items = {m.id: m for m in list_masked_photos(Path(cfg.data_root) / s.name)}
+        folder = Path(cfg.data_root) / s.name
+        conv = detect_convention(folder)
+        files = real_set_files(cfg, s.name)
         ids = s.train if split == "train" else s.test
-        missing = [i for i in ids if i not in items]
+        missing = [i for i in ids if i not in files]
         if missing:
             raise InputError(f"real set {s.name}: ids not found: {', '.join(missing[:5])}")
         samples = []
         for i in ids:
-            img, mask = read_masked_photo(items[i])
+            img, _ = read_image(files[i][0])
+            mask = read_binary_mask(files[i][1], conv.threshold, img.shape[:2], conv.mask_scale)
             samples.append(_to_sample(img, mask.astype(np.uint8), CLASS_OF_SET[s.cls], cfg.input.working_long_side))
         out[s.name] = samples
     return out
@@ -538,6 +548,6 @@ def _texture_files(cfg: TrainConfig) -> list[Path]:
     for name in cfg.phantoms.texture_sets:
         if name not in by_name:
             raise UsageError(f"phantom texture set {name!r} is not one of the real sets")
-        items: dict[str, MaskedPhoto] = {m.id: m for m in list_masked_photos(Path(cfg.data_root) / name)}
-        files.extend(items[i].image for i in by_name[name].train if i in items)
+        pairs = real_set_files(cfg, name)
+        files.extend(pairs[i][0] for i in by_name[name].train if i in pairs)
     return files

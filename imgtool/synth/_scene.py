@@ -1,0 +1,770 @@
+"""Body views, silhouettes, relief and backgrounds of a phantom's world.
+
+A phantom is drawn on a *world canvas*: a planar picture of the scene (patient and
+background) a little larger than the photo, in which the body is described in
+millimetres and mapped to canvas pixels with ``mm_per_px``. Cameras then photograph
+the canvas (see :mod:`._camera`). This module builds the parts of the world that do
+not depend on disease: the body silhouette and its relief (heights, for shading),
+anatomical landmarks that tint the skin (nipples, lips, eyelids), where hair can
+grow and which way it lies, and the background with clothing and other occluders.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ._fields import blur, fractal, noise, oriented_noise, smoothstep
+
+#: Body views the generator draws.
+VIEWS: tuple[str, ...] = ("back", "chest", "limb", "scalp", "face")
+
+#: Backgrounds the generator draws (skin-coloured and reddish ones included on purpose).
+BACKGROUNDS: tuple[str, ...] = ("wall", "sheet", "clothing", "drape", "skin_like", "reddish")
+
+# Width of the body region (mm) that a whole-view photo frames, per view.
+_WHOLE_FRAME_MM = {"back": (560.0, 760.0), "chest": (560.0, 760.0), "limb": (320.0, 620.0), "scalp": (250.0, 330.0), "face": (70.0, 100.0)}
+# Width framed by a close-up.
+_CLOSE_FRAME_MM = {"back": (70.0, 260.0), "chest": (70.0, 260.0), "limb": (60.0, 220.0), "scalp": (60.0, 170.0), "face": (40.0, 70.0)}
+
+
+@dataclass(frozen=True)
+class Framing:
+    """Where the world canvas sits on the body.
+
+    Attributes
+    ----------
+    view : str
+        One of :data:`VIEWS`.
+    mm_per_px : float
+        Size of a canvas pixel on the body.
+    focus_mm : (2,) tuple
+        Body point (mm, body coordinates) at the canvas centre.
+    close_up : bool
+        A close-up (skin fills the frame) rather than a whole-region shot.
+    world_shape : (H, W)
+        Canvas size in pixels.
+    """
+
+    view: str
+    mm_per_px: float
+    focus_mm: tuple[float, float]
+    close_up: bool
+    world_shape: tuple[int, int]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "view": self.view,
+            "mm_per_px": round(self.mm_per_px, 6),
+            "close_up": self.close_up,
+            "focus_mm": [round(v, 3) for v in self.focus_mm],
+        }
+
+
+@dataclass(frozen=True)
+class Body:
+    """Disease-independent body layers on the world canvas (all float32).
+
+    Attributes
+    ----------
+    coverage : (H, W)
+        Visible skin, 0..1 (the body minus clothing and other occluders in front of it).
+    clothing : (H, W)
+        Clothing in front of or around the body, 0..1 (not skin).
+    height : (H, W)
+        Relief in canvas pixels, for shading.
+    tint : (H, W, 3)
+        Multiplicative colour of anatomical landmarks (1 elsewhere).
+    hair_base : (H, W)
+        Where hair grows in this view when there is no hair loss, 0..1.
+    flow : (H, W, 2)
+        Unit direction in which hair lies (x, y).
+    redness : (H, W)
+        Physiological flush (cheeks, knees, elbows), 0..1: not a lesion.
+    lesion_ok : (H, W) bool
+        Where lesions may be centred (skin, away from eyes and lips).
+    hair_kind : str
+        ``"scalp"``, ``"face"`` or ``"body"``: which hair this view grows.
+    male : bool
+        Sets beard and body-hair patterns.
+    """
+
+    coverage: np.ndarray
+    clothing: np.ndarray
+    height: np.ndarray
+    tint: np.ndarray
+    hair_base: np.ndarray
+    flow: np.ndarray
+    redness: np.ndarray
+    lesion_ok: np.ndarray
+    hair_kind: str
+    male: bool
+
+
+class _Canvas:
+    """Body-millimetre coordinates of every canvas pixel, and drawing in millimetres."""
+
+    def __init__(self, framing: Framing) -> None:
+        self.f = framing
+        h, w = framing.world_shape
+        self.shape = (h, w)
+        s = framing.mm_per_px
+        cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+        self.x = (np.arange(w, dtype=np.float32) - np.float32(cx)) * np.float32(s) + np.float32(framing.focus_mm[0])
+        self.y = (np.arange(h, dtype=np.float32) - np.float32(cy)) * np.float32(s) + np.float32(framing.focus_mm[1])
+        self.xx = np.broadcast_to(self.x[None, :], self.shape)
+        self.yy = np.broadcast_to(self.y[:, None], self.shape)
+
+    def px(self, pts_mm: np.ndarray) -> np.ndarray:
+        """Body mm ``(x, y)`` -> canvas pixel coordinates."""
+        h, w = self.shape
+        p = np.asarray(pts_mm, dtype=np.float64)
+        out = np.empty_like(p)
+        out[..., 0] = (p[..., 0] - self.f.focus_mm[0]) / self.f.mm_per_px + (w - 1) / 2.0
+        out[..., 1] = (p[..., 1] - self.f.focus_mm[1]) / self.f.mm_per_px + (h - 1) / 2.0
+        return out
+
+    def mm(self, v: float) -> float:
+        """A length in mm as canvas pixels."""
+        return v / self.f.mm_per_px
+
+    def fill(self, poly_mm: np.ndarray) -> np.ndarray:
+        """Antialiased coverage (0..1) of a closed polygon given in body mm."""
+        canvas = np.zeros(self.shape, dtype=np.uint8)
+        pts = self.px(poly_mm)
+        # Clamp far-away vertices so OpenCV's fixed-point drawing cannot overflow.
+        lim = 8.0 * max(self.shape)
+        pts = np.clip(pts, -lim, lim)
+        shift = 3
+        cv2.fillPoly(canvas, [np.round(pts * (1 << shift)).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=shift)
+        return canvas.astype(np.float32) * np.float32(1.0 / 255.0)
+
+    def _window(self, x0: float, x1: float, y0: float, y1: float) -> tuple[slice, slice] | None:
+        """Canvas rows and columns covering the body-mm box ``[x0, x1] x [y0, y1]`` (None if off canvas)."""
+        h, w = self.shape
+        s = self.f.mm_per_px
+        cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+        c0 = max(0, int(math.floor((x0 - self.f.focus_mm[0]) / s + cx)) - 1)
+        c1 = min(w, int(math.ceil((x1 - self.f.focus_mm[0]) / s + cx)) + 2)
+        r0 = max(0, int(math.floor((y0 - self.f.focus_mm[1]) / s + cy)) - 1)
+        r1 = min(h, int(math.ceil((y1 - self.f.focus_mm[1]) / s + cy)) + 2)
+        if c1 <= c0 or r1 <= r0:
+            return None
+        return slice(r0, r1), slice(c0, c1)
+
+    def bump(self, cx: float, cy: float, ax: float, ay: float, angle: float = 0.0) -> np.ndarray:
+        """Smooth bump ``(1 - r^2)^2`` (0 outside) of an ellipse with semi-axes ``ax``, ``ay`` mm."""
+        out = np.zeros(self.shape, dtype=np.float32)
+        ext = max(ax, ay)
+        win = self._window(cx - ext, cx + ext, cy - ext, cy + ext)
+        if win is None:
+            return out
+        rs, cs = win
+        ca, sa = math.cos(angle), math.sin(angle)
+        dx = self.x[None, cs] - np.float32(cx)
+        dy = self.y[rs, None] - np.float32(cy)
+        u = (dx * np.float32(ca) + dy * np.float32(sa)) * np.float32(1.0 / ax)
+        v = (-dx * np.float32(sa) + dy * np.float32(ca)) * np.float32(1.0 / ay)
+        r2 = np.minimum(u * u + v * v, 1.0)
+        t = 1.0 - r2
+        out[rs, cs] = t * t
+        return out
+
+    def ridge(self, p0: tuple[float, float], p1: tuple[float, float], width: float) -> np.ndarray:
+        """Smooth ridge of half-width ``width`` mm along the segment ``p0``-``p1`` (1 on the line)."""
+        out = np.zeros(self.shape, dtype=np.float32)
+        x0, y0 = p0
+        x1, y1 = p1
+        win = self._window(min(x0, x1) - width, max(x0, x1) + width, min(y0, y1) - width, max(y0, y1) + width)
+        if win is None:
+            return out
+        rs, cs = win
+        xx = self.x[None, cs]
+        yy = self.y[rs, None]
+        dx, dy = x1 - x0, y1 - y0
+        ln2 = dx * dx + dy * dy
+        t = ((xx - np.float32(x0)) * np.float32(dx) + (yy - np.float32(y0)) * np.float32(dy)) * np.float32(1.0 / ln2)
+        t = np.clip(t, 0.0, 1.0)
+        ex = xx - (np.float32(x0) + t * np.float32(dx))
+        ey = yy - (np.float32(y0) + t * np.float32(dy))
+        r2 = np.minimum((ex * ex + ey * ey) * np.float32(1.0 / (width * width)), 1.0)
+        q = 1.0 - r2
+        out[rs, cs] = q * q
+        return out
+
+
+def chaikin(points: np.ndarray, iterations: int = 3, closed: bool = True) -> np.ndarray:
+    """Corner-cutting smoothing of a polygon (Chaikin), exact arithmetic only."""
+    p = np.asarray(points, dtype=np.float64)
+    for _ in range(iterations):
+        q = np.roll(p, -1, axis=0) if closed else p[1:]
+        a = p if closed else p[:-1]
+        new = np.empty((2 * len(a), 2))
+        new[0::2] = 0.75 * a + 0.25 * q
+        new[1::2] = 0.25 * a + 0.75 * q
+        p = new if closed else np.vstack([points[:1], new, points[-1:]])
+    return p
+
+
+def _ellipse_poly(cx: float, cy: float, a: float, b: float, angle: float, rng: np.random.Generator, jitter: float, n: int = 28) -> np.ndarray:
+    t = np.arange(n) * (2.0 * math.pi / n)
+    r = 1.0 + jitter * rng.standard_normal(n)
+    ca, sa = math.cos(angle), math.sin(angle)
+    pts = []
+    for ti, ri in zip(t, r):
+        x, y = a * ri * math.cos(ti), b * ri * math.sin(ti)
+        pts.append((cx + ca * x - sa * y, cy + sa * x + ca * y))
+    return chaikin(np.array(pts), 3)
+
+
+def _tube_poly(p0: tuple[float, float], p1: tuple[float, float], w0: float, w1: float, rng: np.random.Generator, n: int = 10) -> np.ndarray:
+    """A tapered tube (arm, leg) from p0 to p1 with half-widths w0 -> w1 mm, slightly wavy."""
+    x0, y0 = p0
+    x1, y1 = p1
+    ln = math.hypot(x1 - x0, y1 - y0)
+    ux, uy = (x1 - x0) / ln, (y1 - y0) / ln
+    nx, ny = -uy, ux
+    left, right = [], []
+    wob = 0.05 * rng.standard_normal((n + 1, 2))
+    for i in range(n + 1):
+        t = i / n
+        w = (w0 + (w1 - w0) * t) * (1.0 + wob[i, 0])
+        # a muscle belly in the first third
+        w *= 1.0 + 0.10 * math.sin(math.pi * min(1.0, t * 1.6))
+        cx, cy = x0 + ux * ln * t, y0 + uy * ln * t
+        left.append((cx + nx * w, cy + ny * w))
+        right.append((cx - nx * w * (1.0 + wob[i, 1]), cy - ny * w * (1.0 + wob[i, 1])))
+    # A rounded cap at the start (a limb's root hidden in the shoulder or hip).
+    cap = []
+    for i in range(1, 8):
+        a = math.pi * i / 8
+        w = w0 * (1.0 + wob[0, 0])
+        cap.append((x0 + nx * w * math.cos(a) - ux * w * math.sin(a), y0 + ny * w * math.cos(a) - uy * w * math.sin(a)))
+    pts = np.array(left + right[::-1] + cap[::-1])
+    return chaikin(pts, 2)
+
+
+def _cylinder_height(coverage: np.ndarray, radius_px: float) -> np.ndarray:
+    """Relief of a rounded body part: a circular cross-section of ``radius_px`` from its edge."""
+    inside = (coverage >= 0.5).astype(np.uint8)
+    if not inside.any():
+        return np.zeros(coverage.shape, dtype=np.float32)
+    dist = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_5)
+    r = np.float32(max(radius_px, 1.0))
+    t = np.minimum(dist / r, 1.0)
+    q = 1.0 - t
+    return r * np.sqrt(np.maximum(1.0 - q * q, 0.0))
+
+
+def _smooth_max(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
+    """Polynomial smooth maximum: ``max(a, b)`` rounded over a band of width ``k``."""
+    kk = np.float32(max(k, 1e-3))
+    hh = np.maximum(kk - np.abs(a - b), 0.0) * (np.float32(1.0) / kk)
+    return np.maximum(a, b) + hh * hh * kk * np.float32(0.25)
+
+
+def _flow_from_angle_field(dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    n = np.sqrt(dx * dx + dy * dy) + np.float32(1e-6)
+    return np.stack([dx / n, dy / n], axis=-1).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- framing
+
+
+def _face_focus(rng: np.random.Generator) -> tuple[float, float]:
+    """A brow region or a cheek/jaw region (the nose and mouth stay out of the frame)."""
+    if rng.random() < 0.5:
+        return (rng.uniform(-30, 30), rng.uniform(-78, -62))
+    side = 1.0 if rng.random() < 0.5 else -1.0
+    return (side * rng.uniform(45, 65), rng.uniform(35, 80))
+
+
+def choose_framing(rng: np.random.Generator, view: str, photo_shape: tuple[int, int], close_up: bool, margin: float) -> Framing:
+    """Pick the canvas scale and the body point at its centre for one view.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of randomness.
+    view : str
+        One of :data:`VIEWS`.
+    photo_shape : (H, W)
+        Photo size; the canvas is ``margin`` times larger on each side.
+    close_up : bool
+        Frame a close-up of the skin instead of the whole region.
+    margin : float
+        Canvas size relative to the photo (> 1).
+
+    Returns
+    -------
+    Framing
+    """
+    ph, pw = photo_shape
+    lo, hi = (_CLOSE_FRAME_MM if close_up else _WHOLE_FRAME_MM)[view]
+    frame_mm = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+    mm_per_px = frame_mm / max(pw, ph)
+    if close_up:
+        focus = {
+            "back": (rng.uniform(-150, 150), rng.uniform(-200, 200)),
+            "chest": (rng.uniform(-140, 140), rng.uniform(-180, 160)),
+            "limb": (rng.uniform(-200, 200), rng.uniform(-20, 20)),
+            "scalp": (rng.uniform(-45, 45), rng.uniform(-60, 60)),
+            "face": _face_focus(rng),
+        }[view]
+    else:
+        focus = {
+            "back": (rng.uniform(-30, 30), rng.uniform(-40, 50)),
+            "chest": (rng.uniform(-30, 30), rng.uniform(-40, 40)),
+            "limb": (rng.uniform(-60, 60), rng.uniform(-15, 15)),
+            "scalp": (rng.uniform(-10, 10), rng.uniform(-10, 15)),
+            "face": _face_focus(rng),
+        }[view]
+    world_shape = (int(round(ph * margin)), int(round(pw * margin)))
+    return Framing(view, mm_per_px, (float(focus[0]), float(focus[1])), close_up, world_shape)
+
+
+# --------------------------------------------------------------------------- bodies
+
+
+def build_body(rng: np.random.Generator, framing: Framing, fitzpatrick: int) -> Body:
+    """Draw the body of ``framing.view`` on the world canvas.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of randomness.
+    framing : Framing
+        View, scale and canvas size.
+    fitzpatrick : int
+        Skin type 1..6 (sets how pink the landmarks are).
+
+    Returns
+    -------
+    Body
+    """
+    c = _Canvas(framing)
+    male = bool(rng.random() < 0.55)
+    builder = {"back": _torso, "chest": _torso, "limb": _limb, "scalp": _scalp, "face": _face}[framing.view]
+    return builder(rng, c, framing.view, male, fitzpatrick)
+
+
+def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int) -> Body:
+    shape = c.shape
+    k = rng.uniform(0.85, 1.12)  # body size
+    wa = rng.uniform(0.9, 1.12)  # shoulder width
+    ww = rng.uniform(0.85, 1.2)  # waist width (adiposity)
+    half = [
+        (46, -760),
+        (50, -420),
+        (58, -330),
+        (105 * wa, -296),
+        (158 * wa, -278),
+        (198 * wa, -262),
+        (226 * wa, -232),
+        (232 * wa, -196),
+        (214 * wa, -150),
+        (194 * wa, -118),
+        (186 * ww, -50),
+        (166 * ww, 100),
+        (178 * ww, 240),
+        (186 * ww, 760),
+    ]
+    right = np.array(half) * k
+    right = right + rng.normal(0, 3.0, right.shape)
+    left = right[::-1] * np.array([-1.0, 1.0]) + rng.normal(0, 2.5, right.shape)
+    torso = chaikin(np.vstack([right, left]), 3)
+    cov = c.fill(torso)
+    height = _cylinder_height(cov, c.mm(150.0 * k * ww))
+    # Arms hang beside the torso, a little away from it; their tops are inside the shoulders.
+    arm_cov = np.zeros(shape, dtype=np.float32)
+    arm_h = np.zeros(shape, dtype=np.float32)
+    spread = rng.uniform(0.0, 0.1)
+    for side in (1.0, -1.0):
+        p0 = (side * 200 * wa * k, -200 * k)
+        p1 = (side * (232 * wa * k + 900 * spread), 520 * k)
+        arm = c.fill(_tube_poly(p0, p1, 46 * k, 34 * k, rng))
+        arm_cov = np.maximum(arm_cov, arm)
+        arm_h = np.maximum(arm_h, _cylinder_height(arm, c.mm(45 * k)))
+    # The arm and the back meet in a crease below the armpit and blend at the shoulder.
+    height = _smooth_max(height, arm_h, c.mm(12.0))
+    cov = np.maximum(cov, arm_cov)
+
+    rel = np.zeros(shape, dtype=np.float32)
+    tint = np.ones(shape + (3,), dtype=np.float32)
+    redness = np.zeros(shape, dtype=np.float32)
+    if view == "back":
+        rel -= 5.0 * c.ridge((0, -300 * k), (0, 420 * k), 32.0 * k)  # spine groove
+        for side in (1.0, -1.0):
+            rel += 9.0 * c.bump(side * 95 * k, -125 * k, 62 * k, 95 * k, side * 0.15)  # scapulae
+            rel += 5.0 * c.bump(side * 55 * k, 180 * k, 50 * k, 160 * k)  # erector spinae
+        rel += 3.0 * c.bump(0, -300 * k, 14, 12)  # C7
+    else:
+        rel -= 2.5 * c.ridge((0, -240 * k), (0, 40 * k), 28.0 * k)  # sternum
+        breast = (not male) and rng.random() < 0.8
+        for side in (1.0, -1.0):
+            if breast:
+                bx, by = side * 92 * k, -40 * k
+                rel += 38.0 * c.bump(bx, by, 85 * k, 78 * k)
+                nip = (bx + side * 6, by + 18 * k)
+            else:
+                rel += 12.0 * c.bump(side * 85 * k, -120 * k, 95 * k, 70 * k)  # pectoral
+                nip = (side * 98 * k, -78 * k)
+            rel += 5.0 * c.ridge((side * 25 * k, -262 * k), (side * 175 * k, -278 * k), 12.0)  # clavicle
+            # Areola and nipple: brown or pink, a landmark that is not a lesion.
+            ar = rng.uniform(11, 22) * (1.25 if breast else 1.0)
+            areola = c.bump(nip[0], nip[1], ar, ar * rng.uniform(0.85, 1.0))
+            areola = smoothstep(areola * 3.0)
+            dark = rng.uniform(0.55, 0.8) if fitz >= 3 else rng.uniform(0.75, 0.9)
+            col = np.array([dark * 1.0, dark * 0.78, dark * 0.75], dtype=np.float32)
+            tint *= 1.0 + areola[..., None] * (col - 1.0)
+            rel += 3.0 * c.bump(nip[0], nip[1], ar * 0.3, ar * 0.3)
+        navel = c.bump(0, 185 * k, 7, 9)
+        tint *= 1.0 - 0.35 * smoothstep(navel * 4.0)[..., None]
+        rel -= 4.0 * navel
+    height = height + np.where(arm_cov >= 0.5, 0.0, rel / np.float32(c.f.mm_per_px))
+
+    # Clothing occluders in front of the body are handled by the background; here the
+    # waistband and bra strap just remove skin.
+    cov, clothing = _occlude_clothing(rng, c, cov, waist_y=rng.uniform(250, 360) * k, strap=(view == "back" and not male and rng.random() < 0.5), k=k)
+
+    # Hair: terminal body hair (chest, shoulders, back) on some men; otherwise none.
+    hair_base = np.zeros(shape, dtype=np.float32)
+    if male and rng.random() < 0.85:
+        if view == "chest":
+            zone = np.maximum(c.bump(0, -90 * k, 140 * k, 110 * k), c.bump(0, 80 * k, 40 * k, 200 * k))
+        else:
+            zone = np.maximum(c.bump(0, -210 * k, 230 * k, 110 * k), c.bump(0, 230 * k, 120 * k, 150 * k))
+            if rng.random() < 0.5:
+                zone = np.maximum(zone, c.bump(0, 0, 260 * k, 420 * k))
+        patchy = fractal(rng, shape, c.mm(60.0), octaves=2)
+        hair_base = smoothstep((zone - 0.15 + 0.15 * patchy) * 6.0) * (arm_cov < 0.5)
+    # Body hair lies downward and outward from the midline.
+    fx = np.sign(c.xx) * np.float32(0.35) + np.float32(0.2) * noise(rng, shape, c.mm(80))
+    fy = np.ones(shape, dtype=np.float32) + np.float32(0.3) * noise(rng, shape, c.mm(80))
+    if view == "chest":
+        fy = fy * np.where(c.yy < -60 * k, -0.4, 1.0).astype(np.float32)
+    flow = _flow_from_angle_field(fx, fy)
+    lesion_ok = cov >= 0.5
+    return Body(cov, clothing, height.astype(np.float32), tint, hair_base, flow, redness, lesion_ok, "body", male)
+
+
+def _occlude_clothing(rng: np.random.Generator, c: _Canvas, cov: np.ndarray, *, waist_y: float, strap: bool, k: float) -> tuple[np.ndarray, np.ndarray]:
+    """Remove skin under a waistband (trousers) and, optionally, a bra strap."""
+    sag = rng.uniform(-25, 25)
+    y = c.yy - np.float32(waist_y) - np.float32(sag) * (c.xx * np.float32(1.0 / (200 * k))) ** 2
+    pants = smoothstep(y / np.float32(c.f.mm_per_px * 1.5) + 0.5)
+    # Trousers are a little wider than the body under them.
+    body = np.maximum(cov, blur(cov, c.mm(12.0)) * np.float32(1.6)).clip(0.0, 1.0)
+    clothing = pants * body
+    if strap:
+        sy = rng.uniform(-60, 10) * k
+        band = smoothstep(c.ridge((-400, sy), (400, sy + rng.uniform(-8, 8)), rng.uniform(14, 24)) * 4.0)
+        clothing = np.maximum(clothing, band * cov)
+    return cov * (1.0 - clothing), clothing
+
+
+def _limb(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int) -> Body:
+    shape = c.shape
+    is_leg = rng.random() < 0.5
+    w0 = rng.uniform(55, 72) if is_leg else rng.uniform(38, 50)
+    w1 = w0 * rng.uniform(0.62, 0.8)
+    ang = rng.uniform(-0.6, 0.6) + (math.pi / 2 if rng.random() < 0.3 else 0.0)
+    ca, sa = math.cos(ang), math.sin(ang)
+    # Upper and lower segments meet at a slightly bent joint (knee/elbow) near the middle.
+    jt = rng.uniform(-150, 150)
+    jx, jy = jt * ca, jt * sa
+    bend = rng.uniform(-0.35, 0.35)
+    cb, sb = math.cos(ang + bend), math.sin(ang + bend)
+    wj = 0.5 * (w0 + w1) * rng.uniform(0.85, 1.0)
+    upper = c.fill(_tube_poly((jx - 750 * ca, jy - 750 * sa), (jx + 0.3 * wj * ca, jy + 0.3 * wj * sa), w0, wj, rng, n=10))
+    lower = c.fill(_tube_poly((jx - 0.3 * wj * cb, jy - 0.3 * wj * sb), (jx + 750 * cb, jy + 750 * sb), wj * 1.05, w1, rng, n=10))
+    cov = np.maximum(upper, lower)
+    height = _smooth_max(_cylinder_height(upper, c.mm(w0 * 0.95)), _cylinder_height(lower, c.mm(wj * 0.95)), c.mm(25.0))
+    rel = 6.0 * c.bump(jx, jy, w0 * 0.5, w0 * 0.45, ang) - 3.0 * c.ridge((jx - sa * w0, jy + ca * w0), (jx + sa * w0, jy - ca * w0), 5.0)
+    height = height + rel / np.float32(c.f.mm_per_px)
+    redness = 0.35 * c.bump(jx, jy, w0 * 0.6, w0 * 0.5, ang) * rng.uniform(0.0, 1.0)
+    cov, clothing = _sleeve(rng, c, cov, ang, w0)
+    hair_base = np.zeros(shape, dtype=np.float32)
+    if rng.random() < (0.85 if male else 0.35):
+        patchy = fractal(rng, shape, c.mm(50.0), octaves=2)
+        hair_base = smoothstep((0.75 + 0.25 * patchy) * 3.0 - 1.0) * (cov >= 0.5)
+    # Limb hair lies along the limb, toward its distal end, with some swirl.
+    fx = np.full(shape, ca, dtype=np.float32) + np.float32(0.25) * noise(rng, shape, c.mm(60))
+    fy = np.full(shape, sa, dtype=np.float32) + np.float32(0.25) * noise(rng, shape, c.mm(60))
+    flow = _flow_from_angle_field(fx, fy)
+    tint = np.ones(shape + (3,), dtype=np.float32)
+    return Body(cov, clothing, height.astype(np.float32), tint, hair_base, flow, redness.astype(np.float32), cov >= 0.5, "body", male)
+
+
+def _sleeve(rng: np.random.Generator, c: _Canvas, cov: np.ndarray, ang: float, w0: float) -> tuple[np.ndarray, np.ndarray]:
+    """Cover one end of a limb with a sleeve or shorts (sometimes)."""
+    if rng.random() > 0.45:
+        return cov, np.zeros_like(cov)
+    ca, sa = math.cos(ang), math.sin(ang)
+    t0 = rng.uniform(-420, -180)
+    along = c.xx * np.float32(ca) + c.yy * np.float32(sa) - np.float32(t0)
+    across = -c.xx * np.float32(sa) + c.yy * np.float32(ca)
+    edge = along + np.float32(0.25) * across + np.float32(6.0) * noise(rng, c.shape, c.mm(30))
+    sleeve = smoothstep(-edge / np.float32(c.f.mm_per_px * 1.5) + 0.5)
+    body = np.maximum(cov, blur(cov, c.mm(10.0)) * np.float32(1.6)).clip(0.0, 1.0)
+    clothing = sleeve * body
+    return cov * (1.0 - clothing), clothing
+
+
+def _scalp(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int) -> Body:
+    shape = c.shape
+    a = rng.uniform(72, 82)  # half-width (mm)
+    b = rng.uniform(92, 102)  # half-length; front of the head is up (negative y)
+    rot = rng.uniform(-0.25, 0.25)
+    head = c.fill(_ellipse_poly(0, 0, a, b, rot, rng, 0.012, n=32))
+    # Ears at the sides, a little behind the middle.
+    ears = np.zeros(shape, dtype=np.float32)
+    for side in (1.0, -1.0):
+        ex = side * (a + 1.5) * math.cos(rot) - 5 * math.sin(rot)
+        ey = side * (a + 1.5) * math.sin(rot) + 5 * math.cos(rot)
+        ears = np.maximum(ears, c.fill(_ellipse_poly(ex, ey, 6, 26, rot, rng, 0.05, n=18)))
+    cov = np.maximum(head, ears)
+    ca, sa = math.cos(rot), math.sin(rot)
+    u = (c.xx * np.float32(ca) + c.yy * np.float32(sa)) * np.float32(1.0 / a)
+    v = (-c.xx * np.float32(sa) + c.yy * np.float32(ca)) * np.float32(1.0 / b)
+    r2 = np.minimum(u * u + v * v, 1.0)
+    height = np.float32(c.mm(a)) * np.sqrt(1.0 - r2)
+    height = np.maximum(height, _cylinder_height(ears, c.mm(4.0)) + np.float32(c.mm(20.0)) * (ears >= 0.5))
+    # Hair grows on the whole scalp except in front of the frontal hairline (forehead).
+    hairline = rng.uniform(0.55, 0.8) + 0.08 * fractal(rng, shape, c.mm(25.0), octaves=2)
+    recession = rng.uniform(0.0, 0.25) if male else 0.0
+    vv = v + np.float32(recession) * np.abs(u) * np.abs(u)
+    hair_base = smoothstep((vv + hairline.astype(np.float32)) * np.float32(b / 6.0)) * head * (r2 < 0.985)
+    # Whorl at the crown (behind the middle); hair lies away from it, spiralling, and forward in front.
+    crown = (rng.uniform(-12, 12), rng.uniform(25, 50))
+    dx = c.xx - np.float32(crown[0])
+    dy = c.yy - np.float32(crown[1])
+    spin = np.float32(rng.choice([-1.0, 1.0]) * rng.uniform(0.4, 1.2))
+    fx = dx - spin * dy
+    fy = dy + spin * dx
+    n = np.sqrt(fx * fx + fy * fy) + np.float32(1e-3)
+    fx, fy = fx / n, fy / n
+    fwd = smoothstep((np.float32(crown[1] - 10) - c.yy) * np.float32(1.0 / 60.0))
+    fy = fy * (1.0 - fwd) - fwd * np.float32(1.0)
+    fx = fx * (1.0 - fwd) + fwd * np.float32(rng.uniform(-0.4, 0.4)) + np.float32(0.15) * noise(rng, shape, c.mm(40))
+    flow = _flow_from_angle_field(fx, fy)
+    tint = np.ones(shape + (3,), dtype=np.float32)
+    redness = np.zeros(shape, dtype=np.float32)
+    clothing = np.zeros(shape, dtype=np.float32)
+    if rng.random() < 0.6:  # shoulders in a shirt around the head, seen from above
+        shoulders = c.fill(_ellipse_poly(0, 40, rng.uniform(190, 240), rng.uniform(110, 140), rot, rng, 0.03))
+        clothing = shoulders * (1.0 - cov)
+    return Body(cov, clothing, height.astype(np.float32), tint, hair_base.astype(np.float32), flow, redness, head >= 0.5, "scalp", male)
+
+
+def _face(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int) -> Body:
+    """Regions of the face that carry hair: the brows (with the closed eyelids and their
+    lashes) and the cheeks and jaw (beard). The framing keeps the nose and mouth out."""
+    shape = c.shape
+    a = rng.uniform(68, 78)
+    b = rng.uniform(100, 112)
+    jaw = rng.uniform(0.7, 0.85)
+    pts = []
+    for i in range(36):
+        t = 2 * math.pi * i / 36
+        x, y = math.sin(t), -math.cos(t)
+        w = a * (1.0 if y < 0.2 else 1.0 - (1.0 - jaw) * ((y - 0.2) / 0.8) ** 1.5)
+        pts.append((x * w, y * b + 10))
+    face = c.fill(chaikin(np.array(pts) + rng.normal(0, 1.0, (36, 2)), 3))
+    neck = c.fill(_tube_poly((0, 400), (0, 70), 55, 48, rng))
+    cov = np.maximum(face, neck)
+    height = _smooth_max(_cylinder_height(face, c.mm(a * 0.9)), _cylinder_height(neck, c.mm(45)) * 0.7, c.mm(10.0))
+    rel = np.zeros(shape, dtype=np.float32)
+    tint = np.ones(shape + (3,), dtype=np.float32)
+    brow_y = rng.uniform(-48, -40)
+    eye_y = brow_y + rng.uniform(20, 25)
+    eye_ok = np.ones(shape, dtype=bool)
+    lashes = np.zeros(shape, dtype=np.float32)
+    for s in (1.0, -1.0):
+        rel -= 6.0 * c.bump(s * 34, eye_y - 2, 24, 15)  # eye socket
+        rel += 5.0 * c.bump(s * 34, eye_y + 1, 16, 8)  # the closed eyeball under the lid
+        rel += 4.0 * c.bump(s * 48, eye_y + 32, 30, 18)  # cheekbone
+        rel -= 1.5 * c.ridge((s * 20, eye_y - 6), (s * 48, eye_y - 8), 3.0)  # lid crease
+        for i in range(5):
+            t0, t1 = i / 5, (i + 1) / 5
+            x0, x1 = s * (18 + 32 * t0), s * (18 + 32 * t1)
+            y0 = eye_y + 3.0 * (1 - (2 * t0 - 1) ** 2)
+            y1 = eye_y + 3.0 * (1 - (2 * t1 - 1) ** 2)
+            lashes = np.maximum(lashes, c.ridge((x0, y0), (x1, y1), 1.6))
+        eye_ok &= c.bump(s * 34, eye_y, 26, 12) < 0.05
+    rel -= 3.0 * c.bump(0, eye_y - 4, 10, 14)  # bridge between the eyes
+    height = height + rel / np.float32(c.f.mm_per_px)
+    redness = (0.5 * (c.bump(48, 25, 28, 22) + c.bump(-48, 25, 28, 22))).astype(np.float32) * np.float32(rng.uniform(0, 1))
+    # Hair: eyebrows and lashes always; beard on most men; the scalp hairline at the top.
+    arch = rng.uniform(4, 9)
+    brows = np.zeros(shape, dtype=np.float32)
+    for s in (1.0, -1.0):
+        for i in range(6):
+            t0, t1 = i / 6, (i + 1) / 6
+            x0, x1 = s * (14 + 44 * t0), s * (14 + 44 * t1)
+            y0 = brow_y - arch * (1 - (2 * t0 - 0.8) ** 2)
+            y1 = brow_y - arch * (1 - (2 * t1 - 0.8) ** 2)
+            brows = np.maximum(brows, c.ridge((x0, y0), (x1, y1), 7.5 - 3.5 * t0))
+    hair_base = np.maximum(smoothstep(brows * 4.0), smoothstep(lashes * 3.0))
+    scalp_top = smoothstep((np.float32(-b * 0.78) - c.yy + np.float32(6) * noise(rng, shape, c.mm(20))) * np.float32(1.0 / 3.0))
+    hair_base = np.maximum(hair_base, scalp_top * face)
+    if male and rng.random() < 0.8:
+        lower = smoothstep((c.yy - np.float32(rng.uniform(15, 35))) * np.float32(1.0 / 6.0))
+        cheeks = smoothstep((np.abs(c.xx) - np.float32(22)) * np.float32(1.0 / 6.0)) * smoothstep((c.yy - np.float32(10)) * np.float32(1.0 / 8.0))
+        chin = smoothstep((c.yy - np.float32(78)) * np.float32(1.0 / 5.0))
+        neck_beard = smoothstep((np.float32(140) - c.yy) * np.float32(1.0 / 15.0)) * neck
+        beard = np.maximum(np.maximum(cheeks * lower, chin) * face, neck_beard)
+        beard = beard * smoothstep((0.7 + 0.3 * fractal(rng, shape, c.mm(15.0), octaves=2)) * 2.5 - 0.5)
+        hair_base = np.maximum(hair_base, beard)
+    # Brow hair lies outward (laterally) and a little up; lashes and beard down; scalp back.
+    near_eye = np.abs(c.yy - np.float32(eye_y)) < 6
+    fx = np.sign(c.xx) * np.float32(1.0)
+    fy = np.where(c.yy < eye_y - 6, -0.25, 1.2).astype(np.float32) + np.float32(0.2) * noise(rng, shape, c.mm(20))
+    fx = np.where(near_eye, np.float32(0.35) * np.sign(c.xx), fx).astype(np.float32)
+    fy = np.where(near_eye, np.float32(1.0), fy).astype(np.float32)
+    fy = np.where(c.yy < -b * 0.7, -1.5, fy).astype(np.float32)
+    fx = np.where((np.abs(c.xx) < 18) & ~near_eye, np.float32(0.3) * np.sign(c.xx), fx).astype(np.float32)
+    flow = _flow_from_angle_field(fx.astype(np.float32), fy)
+    clothing = np.zeros(shape, dtype=np.float32)
+    if rng.random() < 0.5:  # a collar across the neck
+        collar = smoothstep((c.yy - np.float32(rng.uniform(150, 200)) - np.float32(0.002) * c.xx * c.xx) * np.float32(1.0 / (1.5 * c.f.mm_per_px)) + 0.5)
+        clothing = collar * np.clip(blur(neck, c.mm(15.0)) * 2.0, 0.0, 1.0)
+        cov = cov * (1.0 - clothing)
+    return Body(cov, clothing, height.astype(np.float32), tint, hair_base.astype(np.float32), flow, redness, (face >= 0.5) & eye_ok, "face", male)
+
+
+# --------------------------------------------------------------------------- background
+
+
+_WALL = [(0.92, 0.91, 0.88), (0.85, 0.86, 0.86), (0.88, 0.84, 0.76), (0.74, 0.82, 0.86), (0.80, 0.86, 0.80), (0.95, 0.95, 0.95), (0.55, 0.56, 0.58)]
+_SHEET = [(0.93, 0.94, 0.95), (0.60, 0.74, 0.86), (0.58, 0.78, 0.72), (0.88, 0.88, 0.84)]
+_CLOTH = [(0.12, 0.14, 0.22), (0.08, 0.08, 0.08), (0.45, 0.46, 0.48), (0.62, 0.12, 0.14), (0.20, 0.35, 0.55), (0.30, 0.45, 0.30), (0.85, 0.82, 0.74), (0.75, 0.55, 0.45), (0.90, 0.90, 0.92), (0.52, 0.32, 0.22)]
+_DRAPE = [(0.28, 0.50, 0.68), (0.30, 0.58, 0.52), (0.42, 0.62, 0.74)]
+_SKINLIKE = [(0.90, 0.74, 0.62), (0.80, 0.60, 0.48), (0.62, 0.44, 0.34), (0.93, 0.80, 0.74), (0.74, 0.56, 0.50)]
+_REDDISH = [(0.72, 0.22, 0.20), (0.55, 0.16, 0.18), (0.86, 0.50, 0.48), (0.80, 0.40, 0.28), (0.45, 0.12, 0.14)]
+
+
+def srgb_to_linear(rgb: tuple[float, float, float] | np.ndarray) -> np.ndarray:
+    """sRGB (0..1) to linear light, for a few colour constants (not images)."""
+    a = np.asarray(rgb, dtype=np.float64)
+    return np.where(a <= 0.04045, a / 12.92, ((a + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+def _jitter_colour(rng: np.random.Generator, col: tuple[float, float, float], amount: float) -> np.ndarray:
+    c = np.asarray(col) * (1.0 + amount * rng.standard_normal(3))
+    return srgb_to_linear(np.clip(c, 0.02, 0.98))
+
+
+def _fabric(rng: np.random.Generator, c: _Canvas, colour: np.ndarray, folds: float, pattern: bool) -> np.ndarray:
+    shape = c.shape
+    ang = rng.uniform(0, math.pi)
+    fold = oriented_noise(rng, shape, c.mm(rng.uniform(150, 400)), c.mm(rng.uniform(15, 50)), ang)
+    shade = 1.0 + np.float32(folds) * fold
+    if c.mm(0.6) >= 1.0:  # the weave shows only when a thread is at least a pixel wide
+        weave = oriented_noise(rng, shape, c.mm(3.0), c.mm(0.6), ang + 0.3) + oriented_noise(rng, shape, c.mm(3.0), c.mm(0.6), ang + 1.87)
+        shade = shade * (1.0 + np.float32(0.03) * weave)
+    out = np.empty(shape + (3,), dtype=np.float32)
+    out[...] = colour
+    if pattern:
+        other = _jitter_colour(rng, _CLOTH[int(rng.integers(len(_CLOTH)))], 0.1)
+        period = c.mm(rng.uniform(4, 30))
+        pa = rng.uniform(0, math.pi)
+        t = (c.xx * np.float32(math.cos(pa)) + c.yy * np.float32(math.sin(pa))) * np.float32(1.0 / c.f.mm_per_px / period)
+        stripes = smoothstep((np.abs(t - np.floor(t) - 0.5) - 0.25) * np.float32(max(period, 2.0) / 2.0) + 0.5)
+        if rng.random() < 0.4:
+            t2 = (-c.xx * np.float32(math.sin(pa)) + c.yy * np.float32(math.cos(pa))) * np.float32(1.0 / c.f.mm_per_px / period)
+            stripes = np.maximum(stripes, smoothstep((np.abs(t2 - np.floor(t2) - 0.5) - 0.25) * np.float32(max(period, 2.0) / 2.0) + 0.5))
+        out = out + stripes[..., None] * (other - colour)
+    return out * shade[..., None]
+
+
+def build_background(rng: np.random.Generator, framing: Framing, body: Body, kind: str) -> np.ndarray:
+    """Linear-RGB background of the canvas, with the body's shadow on it.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of randomness.
+    framing : Framing
+        Canvas geometry.
+    body : Body
+        The body (for its drop shadow).
+    kind : str
+        One of :data:`BACKGROUNDS`.
+
+    Returns
+    -------
+    (H, W, 3) float32 ndarray
+    """
+    c = _Canvas(framing)
+    shape = c.shape
+    if kind == "wall":
+        col = _jitter_colour(rng, _WALL[int(rng.integers(len(_WALL)))], 0.04)
+        out = np.empty(shape + (3,), dtype=np.float32)
+        out[...] = col
+        tex = 1.0 + np.float32(0.015) * fractal(rng, shape, c.mm(4.0), octaves=2)
+        out *= tex[..., None]
+        if rng.random() < 0.4:  # a room corner or door frame edge
+            x0 = rng.uniform(-0.5, 0.5) * shape[1] * c.f.mm_per_px + c.f.focus_mm[0]
+            side = smoothstep((c.xx - np.float32(x0)) / np.float32(c.f.mm_per_px * 1.5) + 0.5)
+            out *= (1.0 - np.float32(rng.uniform(0.1, 0.3)) * side)[..., None]
+    elif kind == "sheet":
+        out = _fabric(rng, c, _jitter_colour(rng, _SHEET[int(rng.integers(len(_SHEET)))], 0.03), rng.uniform(0.06, 0.18), False)
+    elif kind == "clothing":
+        out = _fabric(rng, c, _jitter_colour(rng, _CLOTH[int(rng.integers(len(_CLOTH)))], 0.08), rng.uniform(0.1, 0.25), rng.random() < 0.35)
+    elif kind == "drape":
+        out = _fabric(rng, c, _jitter_colour(rng, _DRAPE[int(rng.integers(len(_DRAPE)))], 0.05), rng.uniform(0.15, 0.3), False)
+    elif kind == "skin_like":
+        out = _fabric(rng, c, _jitter_colour(rng, _SKINLIKE[int(rng.integers(len(_SKINLIKE)))], 0.05), rng.uniform(0.03, 0.15), rng.random() < 0.2)
+    elif kind == "reddish":
+        out = _fabric(rng, c, _jitter_colour(rng, _REDDISH[int(rng.integers(len(_REDDISH)))], 0.06), rng.uniform(0.05, 0.2), rng.random() < 0.25)
+    else:
+        raise ValueError(f"unknown background {kind!r}; choose one of {', '.join(BACKGROUNDS)}")
+    # The patient's shadow on the background, offset from the body and soft.
+    dx, dy = rng.uniform(-0.04, 0.04) * shape[1], rng.uniform(0.0, 0.05) * shape[0]
+    m = np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]])
+    sh = cv2.warpAffine(body.coverage, m, (shape[1], shape[0]), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    sh = blur(sh, 0.02 * max(shape))
+    out *= (1.0 - np.float32(rng.uniform(0.1, 0.45)) * sh)[..., None]
+    # A large-scale brightness gradient across the background.
+    g = 1.0 + np.float32(0.25) * noise(rng, shape, max(shape) * 0.8)
+    out *= np.clip(g, 0.5, 1.5)[..., None]
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def clothing_occluder(rng: np.random.Generator, framing: Framing) -> np.ndarray:
+    """Fabric colour for clothing in front of the body (waistband, sleeves, straps)."""
+    c = _Canvas(framing)
+    return _fabric(rng, c, _jitter_colour(rng, _CLOTH[int(rng.integers(len(_CLOTH)))], 0.08), rng.uniform(0.1, 0.25), rng.random() < 0.3)
+
+
+def ruler(rng: np.random.Generator, framing: Framing) -> tuple[np.ndarray, np.ndarray]:
+    """A millimetre ruler lying in the scene, as (coverage, linear RGB) on the canvas.
+
+    Clinical photos often include one; it hides skin, so it is background.
+    """
+    c = _Canvas(framing)
+    h, w = c.shape
+    length = rng.uniform(80, 160)
+    width = rng.uniform(14, 24)
+    ang = rng.uniform(-0.5, 0.5) + (math.pi / 2 if rng.random() < 0.3 else 0.0)
+    cx = c.f.focus_mm[0] + rng.uniform(-0.4, 0.4) * w * c.f.mm_per_px
+    cy = c.f.focus_mm[1] + rng.uniform(-0.4, 0.4) * h * c.f.mm_per_px
+    ca, sa = math.cos(ang), math.sin(ang)
+    corners = np.array([[-length / 2, -width / 2], [length / 2, -width / 2], [length / 2, width / 2], [-length / 2, width / 2]])
+    poly = np.stack([corners[:, 0] * ca - corners[:, 1] * sa + cx, corners[:, 0] * sa + corners[:, 1] * ca + cy], axis=1)
+    cov = c.fill(poly)
+    base = _jitter_colour(rng, (0.95, 0.95, 0.92) if rng.random() < 0.7 else (0.95, 0.85, 0.35), 0.02)
+    u = (c.xx - np.float32(cx)) * np.float32(ca) + (c.yy - np.float32(cy)) * np.float32(sa)
+    v = -(c.xx - np.float32(cx)) * np.float32(sa) + (c.yy - np.float32(cy)) * np.float32(ca)
+    frac = u - np.floor(u)
+    tick_w = np.float32(max(0.15, 0.6 * c.f.mm_per_px))
+    ticks = (np.minimum(frac, 1.0 - frac) < tick_w * 0.5) & (v < -width / 2 + 3.0 + 3.0 * (np.abs(np.round(u) % 10) < 0.5))
+    ink = blur(ticks.astype(np.float32), 0.5)
+    col = np.empty((h, w, 3), dtype=np.float32)
+    col[...] = base
+    col *= (1.0 - 0.85 * ink)[..., None]
+    return cov, col

@@ -29,7 +29,7 @@ from .inference import predict_labels
 from .model import DEFAULT_MODEL_NAME, SegmentationModel, load_model, resolve_device
 
 METHODS: tuple[str, ...] = ("cnn", "classical")
-DEFAULT_METHOD: str = "classical"  # becomes "cnn" when the shipped model lands
+DEFAULT_METHOD: str = "cnn"
 #: Photos run through the CNN together (their tiles share batches); bounds memory for long lists.
 IMAGES_PER_CHUNK: int = 8
 

@@ -56,7 +56,7 @@ def to_working(image: np.ndarray, long_side: int) -> np.ndarray:
 
 def normalise(image: np.ndarray, spec: InputSpec, device: torch.device) -> torch.Tensor:
     """``(H, W, 3) uint8`` RGB to a normalised ``(3, H, W) float32`` tensor on ``device``."""
-    t = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1).float().div_(255.0)
+    t = torch.from_numpy(np.require(image, requirements=["C", "W"])).to(device).permute(2, 0, 1).float().div_(255.0)
     mean = torch.tensor(spec.mean, device=device).view(3, 1, 1)
     std = torch.tensor(spec.std, device=device).view(3, 1, 1)
     return t.sub_(mean).div_(std)

@@ -173,20 +173,15 @@ def test_tiny_run_on_phantoms_lowers_the_loss(tmp_path: Path) -> None:
     pytest.importorskip("imgtool.synth", reason="the phantom generator is not installed")
     from imgtool.segmentation.train import PhantomConfig
 
-    cfg = TrainConfig(
+    cfg = replace(
+        _tiny_config(tmp_path, ["unused_a", "unused_b"], 30),
         name="tiny_phantoms",
-        seed=3,
-        steps=30,
-        batch_size=4,
         crop_size=96,
         lr=1e-2,
         phantom_share=1.0,
-        log_every=10,
-        checkpoint_every=30,
-        threads=1,
         network=NetworkConfig(widths=(8, 16, 16)),
-        augment=AugmentOptions(jpeg_p=0.0, noise_p=0.0, blur_p=0.0),
         phantoms=PhantomConfig(count=4, size=(160, 120), seed_start=11),
+        real_sets=(),
     )
     res = train(cfg, tmp_path / "run")
     assert res.last_loss < 0.9 * res.first_loss

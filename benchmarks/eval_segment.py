@@ -39,7 +39,7 @@ def eval_real(cfg: Any, methods: list[str]) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     for s in cfg.real_sets:
-        folder = Path(cfg.data_root) / s.name
+        folder = cfg.data_dir() / s.name
         fitz: dict[str, str] = {}
         if (folder / "labels.csv").is_file():
             with open(folder / "labels.csv", newline="") as f:
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_train_config(args.config or default_config)
     else:
         cfg = TrainConfig.from_dict(model.card["training"]["config"])
-        cfg = replace(cfg, data_root=str((REPO / "models" / cfg.data_root).resolve()))
+        cfg = replace(cfg, config_dir=str(REPO / "models"))
     if args.data_root:
         cfg = replace(cfg, data_root=args.data_root)
     methods = ["cnn", "classical"]

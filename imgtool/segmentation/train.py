@@ -140,7 +140,10 @@ class TrainConfig:
     phantoms : PhantomConfig or None
     real_sets : tuple of RealSetConfig
     data_root : str
-        Folder of the real sets; relative paths are relative to the config file.
+        Folder of the real sets, as written in the config; a relative path is
+        relative to ``config_dir`` (see :meth:`data_dir`).
+    config_dir : str or None
+        Folder of the config file (set by :func:`load_train_config`; not recorded).
     """
 
     name: str
@@ -160,6 +163,14 @@ class TrainConfig:
     phantoms: PhantomConfig | None = None
     real_sets: tuple[RealSetConfig, ...] = ()
     data_root: str = "../../shared/data"
+    config_dir: str | None = field(default=None, compare=False)
+
+    def data_dir(self) -> Path:
+        """The folder of the real sets: ``data_root``, relative to ``config_dir`` when relative."""
+        root = Path(self.data_root)
+        if root.is_absolute() or self.config_dir is None:
+            return root
+        return (Path(self.config_dir) / root).resolve()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "real_sets", tuple(self.real_sets))
@@ -228,7 +239,7 @@ class TrainConfig:
 
 
 def load_train_config(path: str | os.PathLike) -> TrainConfig:
-    """Read a training config; ``data_root`` is resolved relative to the file's folder.
+    """Read a training config; a relative ``data_root`` is relative to the file's folder.
 
     Raises
     ------
@@ -244,11 +255,7 @@ def load_train_config(path: str | os.PathLike) -> TrainConfig:
         raise InputError(f"training config {p} not found") from None
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"training config {p} is not readable JSON: {exc}") from None
-    cfg = TrainConfig.from_dict(raw)
-    root = Path(cfg.data_root)
-    if not root.is_absolute():
-        root = (p.resolve().parent / root).resolve()
-    return replace(cfg, data_root=str(root))
+    return replace(TrainConfig.from_dict(raw), config_dir=str(p.resolve().parent))
 
 
 # --------------------------------------------------------------------------- data
@@ -268,8 +275,8 @@ class Sample:
 
 
 def real_set_files(cfg: TrainConfig, name: str) -> dict[str, tuple[Path, Path]]:
-    """``{id: (photo, mask)}`` of a real set under ``cfg.data_root`` (conventions of :mod:`imgtool.datasets`)."""
-    folder = Path(cfg.data_root) / name
+    """``{id: (photo, mask)}`` of a real set under ``cfg.data_dir()`` (conventions of :mod:`imgtool.datasets`)."""
+    folder = cfg.data_dir() / name
     conv = detect_convention(folder)
     return {pid: (img, mask) for pid, img, mask in find_pairs(folder, conv)}
 
@@ -284,7 +291,7 @@ def load_real_samples(cfg: TrainConfig, split: str = "train") -> dict[str, list[
     """
     out: dict[str, list[Sample]] = {}
     for s in cfg.real_sets:
-        folder = Path(cfg.data_root) / s.name
+        folder = cfg.data_dir() / s.name
         conv = detect_convention(folder)
         files = real_set_files(cfg, s.name)
         ids = s.train if split == "train" else s.test
@@ -500,9 +507,11 @@ def train(
 
     real = load_real_samples(cfg, "train") if cfg.phantom_share < 1 else {}
     phantoms: list[Sample] = []
+    t_render = time.perf_counter()
     if cfg.phantom_share > 0 and cfg.phantoms is not None:
         textures = _texture_files(cfg)
         phantoms = render_phantoms(cfg.phantoms, cfg.input.working_long_side, textures)
+    render_seconds = time.perf_counter() - t_render
 
     net.train()
     window: list[float] = []
@@ -534,7 +543,15 @@ def train(
                 _save_checkpoint(ckpt, step + 1, net, opt, sched)
 
     net.eval()
-    extra = {"training": {"config": cfg.to_dict(), "steps_done": cfg.steps, "final_loss": last}}
+    extra = {
+        "training": {
+            "config": cfg.to_dict(),
+            "steps_done": cfg.steps,
+            "final_loss": last,
+            "phantom_render_seconds": round(render_seconds, 1),
+            "train_seconds_this_run": round(time.perf_counter() - t0, 1),
+        }
+    }
     save_model(net, out / cfg.name, input_spec=cfg.input, extra=extra)
     return TrainResult(weights=out / f"{cfg.name}.safetensors", steps=cfg.steps, first_loss=first, last_loss=last)
 

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from .datasets import MaskConvention, detect_convention, find_pairs, read_binary_mask, select_ids
-from .errors import UsageError
+from .errors import InputError, UsageError
 from .io import PathLike, ensure_output_dir, read_image, write_csv, write_json
 from .labels import CLASS_NAMES, HAIR, LESION
 from .registration import image_corners, map_points
@@ -423,8 +423,6 @@ def evaluate_masks(
         raise UsageError(f"--class must be one of {', '.join(MASK_CLASSES)} for {folder} (got {cls!r})")
     pairs = select_ids(find_pairs(folder, conv), ids)
     if not pairs:
-        from .errors import InputError
-
         raise InputError(f"{folder}: no photo/mask pairs under the {conv.name!r} convention")
     label = MASK_CLASSES[cls]
     rows: list[dict[str, Any]] = []

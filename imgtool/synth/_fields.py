@@ -20,6 +20,19 @@ def smoothstep(t: np.ndarray) -> np.ndarray:
     return x * x * (3.0 - 2.0 * x)
 
 
+def _reduced(shape: tuple[int, int], factor: float) -> tuple[int, int]:
+    """Size of ``shape`` divided by ``factor`` (at least 1 px; at least the size when factor <= 1)."""
+    f = max(1.0, factor)
+    return max(1, int(math.ceil(shape[0] / f))), max(1, int(math.ceil(shape[1] / f)))
+
+
+def _enlarge(small: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear enlargement of a field made at a reduced size (itself when sizes match)."""
+    if small.shape[:2] == tuple(shape):
+        return small
+    return cv2.resize(small, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
 def noise(rng: np.random.Generator, shape: tuple[int, int], cell: float) -> np.ndarray:
     """Band-limited Gaussian noise with features about ``cell`` pixels across.
 
@@ -39,11 +52,10 @@ def noise(rng: np.random.Generator, shape: tuple[int, int], cell: float) -> np.n
     -------
     (H, W) float32 ndarray
     """
-    h, w = shape
     c = max(1.0, float(cell))
     # Broad noise is made at a reduced size (4 px per grid cell) and enlarged bilinearly.
     f = max(1.0, c / 4.0)
-    sh, sw = max(1, int(math.ceil(h / f))), max(1, int(math.ceil(w / f)))
+    sh, sw = _reduced(shape, f)
     cs = c / f
     gh = max(2, int(math.ceil(sh / cs)) + 2)
     gw = max(2, int(math.ceil(sw / cs)) + 2)
@@ -57,9 +69,7 @@ def noise(rng: np.random.Generator, shape: tuple[int, int], cell: float) -> np.n
         oy = min(uh - sh, int(round(cs / 2)))
         ox = min(uw - sw, int(round(cs / 2)))
         small = np.ascontiguousarray(up[oy : oy + sh, ox : ox + sw])
-    if (sh, sw) == (h, w):
-        return small
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    return _enlarge(small, shape)
 
 
 def fractal(
@@ -89,7 +99,6 @@ def fractal(
     -------
     (H, W) float32 ndarray
     """
-    h, w = shape
     cells = []
     c = float(cell)
     for _ in range(max(1, octaves)):
@@ -99,7 +108,7 @@ def fractal(
         c /= 2.0
     # Sum the octaves at a size that still has 4 px per finest cell, then enlarge once.
     f = max(1.0, cells[-1] / 4.0)
-    sh, sw = max(1, int(math.ceil(h / f))), max(1, int(math.ceil(w / f)))
+    sh, sw = _reduced(shape, f)
     out = np.zeros((sh, sw), dtype=np.float32)
     amp = 1.0
     norm = 0.0
@@ -108,9 +117,7 @@ def fractal(
         norm += amp * amp
         amp *= gain
     out *= np.float32(1.0 / (0.6 * math.sqrt(norm)))
-    if (sh, sw) == (h, w):
-        return out
-    return cv2.resize(out, (w, h), interpolation=cv2.INTER_LINEAR)
+    return _enlarge(out, shape)
 
 
 def oriented_noise(
@@ -137,10 +144,9 @@ def oriented_noise(
     -------
     (H, W) float32 ndarray, std about 0.6
     """
-    h, w = shape
     # Broad streaks are drawn at a reduced size and enlarged (much cheaper, same look).
     f = max(1.0, float(across) / 2.0)
-    sh, sw = max(2, int(math.ceil(h / f))), max(2, int(math.ceil(w / f)))
+    sh, sw = (max(2, v) for v in _reduced(shape, f))
     a = max(1.0, float(along) / f)
     b = max(0.75, float(across) / f)
     diag = math.hypot(sh, sw)
@@ -159,9 +165,7 @@ def oriented_noise(
         dtype=np.float64,
     )
     small = cv2.warpAffine(grid, m, (sw, sh), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT)
-    if (sh, sw) == (h, w):
-        return small
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    return _enlarge(small, shape)
 
 
 def ridges(field: np.ndarray, width: float) -> np.ndarray:

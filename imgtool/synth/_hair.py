@@ -321,7 +321,7 @@ def render_hair(
             cols = colour_texture[iy[sel], ix[sel]].astype(np.float64)
         else:
             cols = np.clip(base_col[None, :] * bright[sel, None], 0.0, 1.0)
-        cols = cols * np.clip(1.0 + 0.6 * shade[iy[sel], ix[sel]], 0.3, 1.8)[:, None]
+        cols = cols * np.clip(1.0 + 0.3 * shade[iy[sel], ix[sel]], 0.5, 1.5)[:, None]
         cols = np.where(sheen[sel, None], np.clip(cols * 1.8 + 0.02, 0.0, 1.0), cols)
         cols = np.where(white[sel, None], _WHITE[None, :] * np.clip(bright[sel, None], 0.7, 1.1), cols)
         # Strand polylines, grown segment by segment along the flow (exact arithmetic only).

@@ -12,7 +12,7 @@ grow and which way it lies, and the background with clothing and other occluders
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -348,7 +348,9 @@ def build_body(rng: np.random.Generator, framing: Framing, fitzpatrick: int) -> 
     c = _Canvas(framing)
     male = bool(rng.random() < 0.55)
     builder = {"back": _torso, "chest": _torso, "limb": _limb, "scalp": _scalp, "face": _face}[framing.view]
-    return builder(rng, c, framing.view, male, fitzpatrick)
+    body = builder(rng, c, framing.view, male, fitzpatrick)
+    # Hair grows on visible skin only (never on the wall or on clothing).
+    return replace(body, hair_base=(body.hair_base * body.coverage).astype(np.float32))
 
 
 def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int) -> Body:

@@ -125,6 +125,30 @@ def _closeness(real: dict[str, dict[str, float]], ph: dict[str, dict[str, float]
     return out
 
 
+def _measure(
+    img: np.ndarray,
+    cls: str,
+    *,
+    region: np.ndarray,
+    skin: np.ndarray | None,
+    lesion: np.ndarray,
+    rows: list[dict[str, float]],
+    contrast: list[dict[str, float]],
+) -> None:
+    """Append one photo's statistics: the hair region for hair sets; skin and lesion contrast otherwise."""
+    if cls == "hair" or skin is None:
+        st = region_stats(img, region)
+        if st:
+            rows.append(st)
+        return
+    st = region_stats(img, skin)
+    if st:
+        rows.append(st)
+    c = lesion_contrast(img, lesion, skin)
+    if c:
+        contrast.append(c)
+
+
 def _real_rows(folder: PathLike, limit: int = 60) -> tuple[str, list[dict[str, float]], list[dict[str, float]]]:
     """Region statistics of a real set: (class, region rows, lesion-contrast rows)."""
     from ..segmentation.classical import skin_mask
@@ -136,18 +160,8 @@ def _real_rows(folder: PathLike, limit: int = 60) -> tuple[str, list[dict[str, f
         img, _ = read_image(img_path)
         mask = read_binary_mask(mask_path, conv.threshold, img.shape[:2], conv.mask_scale)
         img_s, (mask_s,) = _resize(img, [mask])
-        if cls == "hair":
-            st = region_stats(img_s, mask_s)
-            if st:
-                rows.append(st)
-            continue
-        skin = skin_mask(img_s) & (img_s.max(axis=2) > 20) & ~mask_s
-        st = region_stats(img_s, skin)
-        if st:
-            rows.append(st)
-        c = lesion_contrast(img_s, mask_s, skin)
-        if c:
-            contrast.append(c)
+        skin = None if cls == "hair" else skin_mask(img_s) & (img_s.max(axis=2) > 20) & ~mask_s
+        _measure(img_s, cls, region=mask_s, skin=skin, lesion=mask_s, rows=rows, contrast=contrast)
     return cls, rows, contrast
 
 
@@ -162,17 +176,7 @@ def _phantom_rows(cls: str, seed: int, photos: int, fitzpatrick: tuple[int, ...]
     for i in range(photos):
         img, lab = render_photo(seed + i, size=(512, 512), options=opts)
         img_s, (skin, les, hair) = _resize(img, [lab == SKIN, lab == LESION, lab == HAIR])
-        if cls == "hair":
-            st = region_stats(img_s, hair)
-            if st:
-                rows.append(st)
-            continue
-        st = region_stats(img_s, skin)
-        if st:
-            rows.append(st)
-        c = lesion_contrast(img_s, les, skin)
-        if c:
-            contrast.append(c)
+        _measure(img_s, cls, region=hair, skin=skin, lesion=les, rows=rows, contrast=contrast)
     return rows, contrast
 
 

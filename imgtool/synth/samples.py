@@ -42,7 +42,7 @@ class SampleSpec:
 SAMPLES: tuple[SampleSpec, ...] = (
     SampleSpec(
         "back",
-        3,
+        22,
         SynthOptions(
             views=("back",),
             fitzpatrick=(2, 3),

@@ -34,18 +34,16 @@ def sheet_options(index: int) -> SynthOptions:
 def _caption(truth: dict[str, Any]) -> str:
     sc = truth["scene"]
     framing = "close-up" if sc["close_up"] else "whole"
-    ch = truth["change"]
-    m = truth["metrics"]["change"]
-    rel = m["lesion_area_change_rel"]
-    hair = m["hair_coverage_change"]
+    m = truth["metrics"]
     parts = [f"{sc['view']} {framing} F{sc['fitzpatrick']}"]
-    if ch == "none":
+    if truth["change"] == "none":
         parts.append("no change")
-    else:
-        if rel is not None:
-            parts.append(f"lesion {rel:+.0%}")
-        if hair:
-            parts.append(f"hair {hair:+.2f}")
+    lf = (m["before"]["lesion_fraction"], m["after"]["lesion_fraction"])
+    if None not in lf and max(lf) > 0:
+        parts.append(f"lesion {lf[0]:.0%}->{lf[1]:.0%} of skin")
+    hc = (m["before"]["hair_coverage"], m["after"]["hair_coverage"])
+    if None not in hc and max(hc) > 0:
+        parts.append(f"hair {hc[0]:.0%}->{hc[1]:.0%}")
     return ", ".join(parts)
 
 

@@ -18,6 +18,7 @@ from .salt import score_salt_views
 from .registration import Registration, RegistrationOptions, register
 from .report import write_analysis, write_segmentation
 from .segmentation import SegmentResult, segment, segment_many
+from .segmentation import SegmentationModel, load_model, segment_labels
 from .evaluate import Evaluation, evaluate_masks, evaluate_phantoms
 from .synth import DiseaseChange, PhantomPair, SynthOptions, render_pair, render_photo
 
@@ -39,6 +40,7 @@ __all__ = [
     "RegistrationError",
     "RegistrationOptions",
     "SegmentResult",
+    "SegmentationModel",
     "SynthOptions",
     "UsageError",
     "analyze_pair",
@@ -48,6 +50,7 @@ __all__ = [
     "evaluate_phantoms",
     "find_lesions",
     "lesion_fates",
+    "load_model",
     "redness",
     "salt_score",
     "score_salt_views",
@@ -58,6 +61,7 @@ __all__ = [
     "render_photo",
     "segment",
     "segment_many",
+    "segment_labels",
     "write_analysis",
     "write_segmentation",
 ]

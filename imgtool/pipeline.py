@@ -27,7 +27,7 @@ from .registration import (
     warp_to_after,
     warp_to_before,
 )
-from .segmentation import DEFAULT_METHOD, check_method, model_info, segment_labels
+from .segmentation import DEFAULT_METHOD, SegmentationModel, check_method, model_info, prepare_model, segment_labels
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +141,8 @@ def analyze_pair(
     *,
     roi: ImageSource | None = None,
     options: AnalysisOptions | None = None,
+    model: SegmentationModel | None = None,
+    device: str = "auto",
 ) -> PairAnalysis:
     """Analyse a month-0 / follow-up pair of photos of one body view.
 
@@ -152,6 +154,10 @@ def analyze_pair(
         Region of interest in BEFORE's frame; default everything that is not background.
     options : AnalysisOptions, optional
         Method, pixel sizes, limits and registration settings.
+    model : SegmentationModel, optional
+        The CNN (method ``"cnn"``); default: the shipped model, loaded on ``device``.
+    device : str
+        ``"auto"``, ``"cpu"`` or ``"cuda"`` for the CNN when ``model`` is None.
 
     Returns
     -------
@@ -165,9 +171,12 @@ def analyze_pair(
     InputError
         An image or the ROI cannot be read, or the ROI's size is not BEFORE's.
     UsageError
-        Bad options.
+        Bad options, or CUDA asked for without one.
+    ModelError
+        The CNN's weights are missing or corrupt.
     """
     opts = options or AnalysisOptions()
+    model = prepare_model(opts.method, model, device)
     img_b, info_b = as_image(before, max_pixels=opts.max_pixels)
     img_a, info_a = as_image(after, max_pixels=opts.max_pixels)
     roi_b = None if roi is None else read_mask(roi, shape=img_b.shape[:2], name="ROI")
@@ -179,7 +188,7 @@ def analyze_pair(
     elif reg.status != "ok":
         warnings.append(f"registration has low confidence ({reg.reason}); check the aligned pair")
 
-    labels_b, labels_a = segment_labels([img_b, img_a], method=opts.method)
+    labels_b, labels_a = segment_labels([img_b, img_a], method=opts.method, model=model)
 
     h = reg.homography if reg.aligned else None
     roi_a = None
@@ -239,7 +248,7 @@ def analyze_pair(
         after=info_a,
         options=opts,
         registration=reg,
-        model=_model_entry(opts.method),
+        model=_model_entry(opts.method, model),
         metrics_before=m_b,
         metrics_after=m_a,
         change=change,
@@ -257,8 +266,8 @@ def analyze_pair(
     )
 
 
-def _model_entry(method: str) -> dict[str, Any]:
-    info = model_info(method)
+def _model_entry(method: str, model: SegmentationModel | None) -> dict[str, Any]:
+    info = model_info(method, model)
     if info is None:
         return {"name": method, "sha256": None}
     return dict(info)

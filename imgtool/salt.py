@@ -21,7 +21,7 @@ from .errors import InputError, UsageError
 from .io import DEFAULT_MAX_PIXELS, ImageInfo, ImageSource, array_sha256, as_image, read_image, read_mask
 from .labels import check_labels
 from .quantify import SALT_WEIGHTS, PhotoMetrics, SaltScore, photo_metrics, salt_score
-from .segmentation import DEFAULT_METHOD, check_method, model_info, segment_labels
+from .segmentation import DEFAULT_METHOD, SegmentationModel, check_method, model_info, prepare_model, segment_labels
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,8 @@ class SaltAnalysis:
         ``"labels"`` when label maps were given, else the segmentation method.
     scalp_masks : dict of str to str or None
         Path of each view's scalp mask, when given as a file.
+    model : dict or None
+        ``{"name", "sha256", ...}`` of the CNN that segmented the photos.
     """
 
     salt: SaltScore
@@ -52,6 +54,7 @@ class SaltAnalysis:
     metrics: dict[str, PhotoMetrics]
     method: str
     scalp_masks: dict[str, str | None]
+    model: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = self.salt.to_dict()
@@ -59,8 +62,7 @@ class SaltAnalysis:
             d["views"][view]["image"] = self.images[view].to_dict()
             d["views"][view]["scalp_mask"] = self.scalp_masks[view]
             d["views"][view]["metrics"] = self.metrics[view].to_dict()
-        model = None if self.method == "labels" else model_info(self.method)
-        return {"schema_version": 1, "imgtool_version": __version__, "method": self.method, "model": model, **d}
+        return {"schema_version": 1, "imgtool_version": __version__, "method": self.method, "model": self.model, **d}
 
 
 def read_labels(source: ImageSource, *, name: str = "label map") -> tuple[np.ndarray, ImageInfo]:
@@ -106,6 +108,9 @@ def score_salt_views(
     scalp_masks: Mapping[str, ImageSource] | None = None,
     labels_given: bool = False,
     method: str = DEFAULT_METHOD,
+    model: SegmentationModel | None = None,
+    device: str = "auto",
+    batch_size: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> SaltAnalysis:
     """SALT score of four scalp views.
@@ -123,6 +128,12 @@ def score_salt_views(
         ``views`` are label maps, not photos: no segmentation.
     method : str
         Segmentation method for photos.
+    model : SegmentationModel, optional
+        The CNN to use (method ``"cnn"``); default the shipped model, loaded on ``device``.
+    device : str
+        Where the CNN runs (``"auto"``, ``"cpu"``, ``"cuda"``).
+    batch_size : int, optional
+        Tiles per CNN forward pass.
     max_pixels : int
         Refuse larger photos.
 
@@ -143,6 +154,7 @@ def score_salt_views(
     unknown = set(masks) - set(SALT_VIEWS)
     if unknown:
         raise UsageError(f"scalp masks for unknown views: {', '.join(sorted(unknown))}")
+    used_model = None
     if labels_given:
         loaded = {v: read_labels(views[v], name=f"{v} label map") for v in SALT_VIEWS}
         label_maps = {v: loaded[v][0] for v in SALT_VIEWS}
@@ -151,10 +163,12 @@ def score_salt_views(
     else:
         check_method(method)
         photos = {v: as_image(views[v], max_pixels=max_pixels) for v in SALT_VIEWS}
-        maps = segment_labels([photos[v][0] for v in SALT_VIEWS], method=method)
+        net = prepare_model(method, model, device)
+        maps = segment_labels([photos[v][0] for v in SALT_VIEWS], method=method, model=net, batch_size=batch_size)
         label_maps = dict(zip(SALT_VIEWS, maps))
         infos = {v: photos[v][1] for v in SALT_VIEWS}
         used = method
+        used_model = model_info(method, net)
     metrics: dict[str, PhotoMetrics] = {}
     for v in SALT_VIEWS:
         roi = None if v not in masks else read_mask(masks[v], shape=label_maps[v].shape, name=f"{v} scalp mask")
@@ -164,4 +178,4 @@ def score_salt_views(
     score = salt_score({v: metrics[v].hair_loss_percent for v in SALT_VIEWS})
     logger.info("SALT %.1f (%s)", score.score, ", ".join(f"{v} {score.hair_loss_percent[v]:.1f} %" for v in SALT_VIEWS))
     mask_paths = {v: (None if v not in masks or isinstance(masks[v], np.ndarray) else str(masks[v])) for v in SALT_VIEWS}
-    return SaltAnalysis(salt=score, images=infos, metrics=metrics, method=used, scalp_masks=mask_paths)
+    return SaltAnalysis(salt=score, images=infos, metrics=metrics, method=used, scalp_masks=mask_paths, model=used_model)

@@ -259,8 +259,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     # Check the output folder before the (long) analysis, not after it.
     ensure_output_dir(args.out)
     result = analyze_pair(args.before, args.after, roi=args.roi, options=opts, device=args.device)
-    for w in result.warnings:
-        print(f"imgtool: warning: {w}", file=sys.stderr)
+    # The pipeline logs its warnings (to stderr through the logging set up in main).
     files = write_analysis(result, args.out)
     logger.info("wrote %s", ", ".join(str(p) for p in files.values()))
     return EXIT_OK

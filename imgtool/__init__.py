@@ -13,10 +13,13 @@ from .errors import ImgtoolError, InputError, ModelError, OutputError, Registrat
 from .io import ImageInfo, read_image
 from .pipeline import AnalysisOptions, PairAnalysis, analyze_pair
 from .quantify import ChangeMetrics, PhotoMetrics, change_metrics, photo_metrics
+from .quantify import easi_area_score, find_lesions, lesion_fates, redness, salt_score
+from .salt import score_salt_views
 from .registration import Registration, RegistrationOptions, register
 from .registration import Displacement, PhotometricCorrection, apply_photometric
 from .report import write_analysis, write_segmentation
 from .segmentation import SegmentResult, segment, segment_many
+from .segmentation import SegmentationModel, load_model, segment_labels
 from .evaluate import Evaluation, evaluate_masks, evaluate_phantoms
 from .synth import DiseaseChange, PhantomPair, SynthOptions, render_pair, render_photo
 
@@ -41,12 +44,20 @@ __all__ = [
     "RegistrationError",
     "RegistrationOptions",
     "SegmentResult",
+    "SegmentationModel",
     "SynthOptions",
     "UsageError",
     "analyze_pair",
     "change_metrics",
+    "easi_area_score",
     "evaluate_masks",
     "evaluate_phantoms",
+    "find_lesions",
+    "lesion_fates",
+    "load_model",
+    "redness",
+    "salt_score",
+    "score_salt_views",
     "photo_metrics",
     "read_image",
     "register",
@@ -54,6 +65,7 @@ __all__ = [
     "render_photo",
     "segment",
     "segment_many",
+    "segment_labels",
     "write_analysis",
     "write_segmentation",
 ]

@@ -51,6 +51,16 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _nonnegative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
+    return v
+
+
 def _add_limits(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-pixels",
@@ -71,6 +81,7 @@ def _add_method(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="where the CNN runs: auto picks CUDA when present (default auto)",
     )
+    p.add_argument("--batch-size", type=_positive_int, default=None, metavar="N", help="tiles per CNN forward pass (default 1 on CPU, 16 on CUDA)")
 
 
 def _add_nonrigid(p: argparse.ArgumentParser) -> None:
@@ -107,6 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="AFTER's pixel side in mm (default: from BEFORE's and the registration scale)",
     )
     p.add_argument("--roi", default=None, metavar="MASK", help="region-of-interest mask in BEFORE's frame (non-zero = inside)")
+    p.add_argument(
+        "--min-lesion-area",
+        type=_nonnegative_int,
+        default=None,
+        metavar="PX",
+        help="smallest lesion counted as an object, in BEFORE's pixels (default 1e-4 of BEFORE's pixels)",
+    )
+    p.add_argument("--view", default=None, metavar="NAME", help="body view named in the report (default: from BEFORE's file name)")
     _add_method(p)
     _add_limits(p)
     _add_nonrigid(p)
@@ -130,6 +149,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--roi", default=None, metavar="MASK", help="region-of-interest mask (same size as every image)")
     _add_method(p)
     _add_limits(p)
+
+    p = sub.add_parser("salt", help="SALT hair-loss score of four scalp views (top, back, left, right)")
+    p.add_argument("views", nargs=4, metavar="VIEW", help="the four scalp photos in the order TOP BACK LEFT RIGHT (label maps with --labels)")
+    p.add_argument("--labels", action="store_true", help="the four inputs are label maps (0 background, 1 skin, 2 lesion, 3 hair), not photos")
+    p.add_argument(
+        "--scalp-masks",
+        nargs=4,
+        default=None,
+        metavar=("TOP", "BACK", "LEFT", "RIGHT"),
+        help="scalp-area masks of the four views (non-zero = scalp); default each view's non-background area",
+    )
+    p.add_argument("-o", "--out", default=None, metavar="FILE", help="also write the result to this JSON file")
+    _add_method(p)
+    _add_limits(p)
+
+    p = sub.add_parser("train", help="train the segmentation CNN from a config file")
+    p.add_argument("config", help="training config (JSON), e.g. models/unet_s_v1.train.json")
+    p.add_argument("-o", "--out", required=True, help="folder for checkpoint, log and the trained weights")
+    p.add_argument("--resume", action="store_true", help="continue from the folder's checkpoint")
 
     p = sub.add_parser("synth", help="draw phantom before/after pairs whose truth is known exactly")
     p.add_argument("-o", "--out", required=True, help="output folder (one sub-folder per pair)")
@@ -233,13 +271,14 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         pixel_size_mm=args.pixel_size_mm,
         after_pixel_size_mm=args.after_pixel_size_mm,
         max_pixels=_max_pixels(args),
+        min_lesion_area_px=args.min_lesion_area,
+        view=args.view,
         registration=RegistrationOptions(nonrigid=args.nonrigid),
     )
     # Check the output folder before the (long) analysis, not after it.
     ensure_output_dir(args.out)
-    result = analyze_pair(args.before, args.after, roi=args.roi, options=opts)
-    for w in result.warnings:
-        print(f"imgtool: warning: {w}", file=sys.stderr)
+    result = analyze_pair(args.before, args.after, roi=args.roi, options=opts, device=args.device)
+    # The pipeline logs its warnings (to stderr through the logging set up in main).
     files = write_analysis(result, args.out)
     logger.info("wrote %s", ", ".join(str(p) for p in files.values()))
     return EXIT_OK
@@ -264,7 +303,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from .errors import InputError
     from .io import ensure_output_dir, read_image_header
     from .report import write_segmentation
-    from .segmentation import segment
+    from .segmentation import prepare_model, segment
 
     stems: dict[str, str] = {}
     for path in args.images:
@@ -279,9 +318,49 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         w, h, _ = read_image_header(path)
         if w * h > _max_pixels(args):
             raise InputError(f"{path}: image has {w * h / 1e6:.1f} megapixels, over the limit of {_max_pixels(args) / 1e6:.1f}")
+    model = prepare_model(args.method, None, args.device)
     for path in args.images:
-        res = segment(path, method=args.method, roi=args.roi, pixel_size_mm=args.pixel_size_mm, max_pixels=_max_pixels(args))
+        res = segment(
+            path,
+            method=args.method,
+            roi=args.roi,
+            pixel_size_mm=args.pixel_size_mm,
+            max_pixels=_max_pixels(args),
+            model=model,
+            batch_size=args.batch_size,
+        )
         write_segmentation(res, args.out, Path(path).stem)
+    return EXIT_OK
+
+
+def _cmd_salt(args: argparse.Namespace) -> int:
+    from .io import to_json, write_json
+    from .salt import SALT_VIEWS, score_salt_views
+
+    views = dict(zip(SALT_VIEWS, args.views))
+    masks = None if args.scalp_masks is None else dict(zip(SALT_VIEWS, args.scalp_masks))
+    res = score_salt_views(
+        views,
+        scalp_masks=masks,
+        labels_given=args.labels,
+        method=args.method,
+        device=args.device,
+        batch_size=args.batch_size,
+        max_pixels=_max_pixels(args),
+    )
+    doc = res.to_dict()
+    if args.out is not None:
+        write_json(args.out, doc)
+    sys.stdout.write(to_json(doc))
+    return EXIT_OK
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .segmentation.train import load_train_config, train
+
+    result = train(load_train_config(args.config), args.out, resume=args.resume)
+    logger.info("trained %s (loss %.4f -> %.4f)", result.weights, result.first_loss, result.last_loss)
+    print(result.weights)
     return EXIT_OK
 
 
@@ -387,10 +466,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_COMMANDS = {"analyze": _cmd_analyze, "register": _cmd_register, "segment": _cmd_segment}
+_COMMANDS = {"analyze": _cmd_analyze, "register": _cmd_register, "segment": _cmd_segment, "train": _cmd_train}
 _COMMANDS["synth"] = _cmd_synth
 _COMMANDS["synth-sheet"] = _cmd_synth_sheet
 _COMMANDS["evaluate"] = _cmd_evaluate
+_COMMANDS["salt"] = _cmd_salt
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,6 +17,7 @@ from ._version import __version__
 from .errors import UsageError
 from .io import DEFAULT_MAX_PIXELS, ImageInfo, ImageSource, as_image, read_mask
 from .quantify import ChangeMetrics, PhotoMetrics, change_metrics, photo_metrics
+from .quantify import LesionMetrics, RednessChange, default_min_lesion_area_px, lesion_metrics, redness_change
 from .registration import (
     Registration,
     RegistrationOptions,
@@ -27,7 +28,7 @@ from .registration import (
     warp_to_after,
     warp_to_before,
 )
-from .segmentation import DEFAULT_METHOD, check_method, model_info, segment_labels
+from .segmentation import DEFAULT_METHOD, SegmentationModel, check_method, model_info, prepare_model, segment_labels
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,12 @@ class AnalysisOptions:
         Refuse larger images (checked from the header).
     registration : RegistrationOptions
         Registration settings.
+    min_lesion_area_px : int or None
+        Smallest lesion counted as an object, in BEFORE's pixels; None: 1e-4 of
+        BEFORE's pixel count (:func:`imgtool.quantify.default_min_lesion_area_px`).
+    view : str or None
+        Body view shown in the report ("back", "scalp top", ...); None: guessed from
+        BEFORE's file name.
     """
 
     method: str = DEFAULT_METHOD
@@ -59,9 +66,13 @@ class AnalysisOptions:
     after_pixel_size_mm: float | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
     registration: RegistrationOptions = field(default_factory=RegistrationOptions)
+    min_lesion_area_px: int | None = None
+    view: str | None = None
 
     def __post_init__(self) -> None:
         check_method(self.method)
+        if self.min_lesion_area_px is not None and self.min_lesion_area_px < 0:
+            raise UsageError(f"min-lesion-area must be 0 or more pixels, got {self.min_lesion_area_px}")
         for name in ("pixel_size_mm", "after_pixel_size_mm"):
             v = getattr(self, name)
             if v is not None and not (np.isfinite(v) and v > 0):
@@ -75,6 +86,8 @@ class AnalysisOptions:
             "pixel_size_mm": self.pixel_size_mm,
             "after_pixel_size_mm": self.after_pixel_size_mm,
             "max_pixels": self.max_pixels,
+            "min_lesion_area_px": self.min_lesion_area_px,
+            "view": self.view,
             "registration": self.registration.to_dict(),
         }
 
@@ -103,6 +116,8 @@ class PairAnalysis:
     after_aligned: np.ndarray | None = field(compare=False, repr=False)
     after_labels_aligned: np.ndarray | None = field(compare=False, repr=False)
     common: np.ndarray | None = field(compare=False, repr=False)
+    lesions: LesionMetrics | None = None
+    redness: RednessChange | None = None
     change_homography_only: ChangeMetrics | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -118,21 +133,27 @@ class PairAnalysis:
                 "before": self.metrics_before.to_dict(),
                 "after": self.metrics_after.to_dict(),
                 "change": self.change.to_dict(),
+                "lesions": None if self.lesions is None else self.lesions.to_dict(),
+                "redness": None if self.redness is None else self.redness.to_dict(),
             },
             "warnings": list(self.warnings),
         }
-        if self.registration.displacement is not None and self.change_homography_only is not None:
+        if self.options.registration.nonrigid:
             d["nonrigid"] = _nonrigid_entry(self.registration, self.change, self.change_homography_only)
         return d
 
 
-def _nonrigid_entry(reg: Registration, change: ChangeMetrics, rigid: ChangeMetrics) -> dict[str, Any]:
+def _nonrigid_entry(reg: Registration, change: ChangeMetrics, rigid: ChangeMetrics | None) -> dict[str, Any]:
     """result.json's account of the non-rigid refinement: where the field is, and its effect on the change metrics.
 
     ``change_effect`` is ``metrics.change`` (with the field) minus ``change_homography_only``.
+    Without a field (registration failed) every value is null, in the same shape.
     """
-    assert reg.displacement is not None
-    with_field, without = change.to_dict(), rigid.to_dict()
+    with_field = change.to_dict()
+    if reg.displacement is None or rigid is None:
+        empty = {k: None for k in with_field}
+        return {"displacement_file": None, "change_homography_only": empty, "change_effect": dict(empty)}
+    without = rigid.to_dict()
     effect = {
         k: (with_field[k] - without[k] if isinstance(with_field[k], (int, float)) and isinstance(without[k], (int, float)) else None)
         for k in with_field
@@ -150,6 +171,8 @@ def analyze_pair(
     *,
     roi: ImageSource | None = None,
     options: AnalysisOptions | None = None,
+    model: SegmentationModel | None = None,
+    device: str = "auto",
 ) -> PairAnalysis:
     """Analyse a month-0 / follow-up pair of photos of one body view.
 
@@ -161,6 +184,10 @@ def analyze_pair(
         Region of interest in BEFORE's frame; default everything that is not background.
     options : AnalysisOptions, optional
         Method, pixel sizes, limits and registration settings.
+    model : SegmentationModel, optional
+        The CNN (method ``"cnn"``); default: the shipped model, loaded on ``device``.
+    device : str
+        ``"auto"``, ``"cpu"`` or ``"cuda"`` for the CNN when ``model`` is None.
 
     Returns
     -------
@@ -176,15 +203,18 @@ def analyze_pair(
     InputError
         An image or the ROI cannot be read, or the ROI's size is not BEFORE's.
     UsageError
-        Bad options.
+        Bad options, or CUDA asked for without one.
+    ModelError
+        The CNN's weights are missing or corrupt.
     """
     opts = options or AnalysisOptions()
+    model = prepare_model(opts.method, model, device)
     img_b, info_b = as_image(before, max_pixels=opts.max_pixels)
     img_a, info_a = as_image(after, max_pixels=opts.max_pixels)
     roi_b = None if roi is None else read_mask(roi, shape=img_b.shape[:2], name="ROI")
     warnings: list[str] = []
 
-    labels_b, labels_a = segment_labels([img_b, img_a], method=opts.method)
+    labels_b, labels_a = segment_labels([img_b, img_a], method=opts.method, model=model)
     # The labels tell registration where the skin changes by design (lesions, hair).
     reg = register(img_b, img_a, options=opts.registration, before_labels=labels_b, after_labels=labels_a)
     if not reg.aligned:
@@ -227,6 +257,35 @@ def analyze_pair(
                 pixel_size_mm=px_b,
             )
     change = change_metrics(m_b, m_a, labels_b, aligned_labels, common=common, roi=roi_b, pixel_size_mm=px_b)
+    min_lesion = opts.min_lesion_area_px if opts.min_lesion_area_px is not None else default_min_lesion_area_px(img_b.shape[:2])
+    lesions = lesion_metrics(
+        labels_b,
+        labels_a,
+        aligned_labels,
+        common=common,
+        roi_before=roi_b,
+        roi_after=roi_a,
+        min_area_px=min_lesion,
+        after_scale=1.0 if h is None else local_scale(h, ((img_a.shape[1] - 1) / 2, (img_a.shape[0] - 1) / 2)),
+        pixel_size_mm=px_b,
+        after_pixel_size_mm=px_a,
+    )
+    # Redness is measured on the aligned AFTER as written to after_aligned.png (the
+    # photometrically normalised one once registration provides it) and, for AFTER's
+    # own lesions, against AFTER's own nearby skin, which cancels a global colour cast.
+    normalised = h is not None and reg.photometric is not None
+    redness = redness_change(
+        img_b,
+        labels_b,
+        apply_photometric(img_a, reg, frame="after") if normalised else img_a,
+        labels_a,
+        after_aligned=aligned_img,
+        after_labels_aligned=aligned_labels,
+        common=common,
+        roi_before=roi_b,
+        roi_after=roi_a,
+        normalised=normalised,
+    )
 
     for w in warnings:
         logger.warning(w)
@@ -235,7 +294,7 @@ def analyze_pair(
         after=info_a,
         options=opts,
         registration=reg,
-        model=_model_entry(opts.method),
+        model=_model_entry(opts.method, model),
         metrics_before=m_b,
         metrics_after=m_a,
         change=change,
@@ -248,12 +307,14 @@ def analyze_pair(
         after_aligned=aligned_img,
         after_labels_aligned=aligned_labels,
         common=common,
+        lesions=lesions,
+        redness=redness,
         change_homography_only=rigid,
     )
 
 
-def _model_entry(method: str) -> dict[str, Any]:
-    info = model_info(method)
+def _model_entry(method: str, model: SegmentationModel | None) -> dict[str, Any]:
+    info = model_info(method, model)
     if info is None:
         return {"name": method, "sha256": None}
     return dict(info)

@@ -283,7 +283,8 @@ class Registration:
     model : str or None
         Motion model the evidence chose: ``"similarity"``, ``"affine"`` or ``"homography"``.
     checks : tuple of Check
-        Every check and its verdict; the status is the worst verdict.
+        Every check and its verdict; the status is the worst verdict (in :meth:`to_dict`,
+        ``quality["checks"]``).
     photometric : PhotometricCorrection or None
         AFTER -> BEFORE colour correction (see :func:`apply_photometric`).
     displacement : Displacement or None
@@ -319,9 +320,8 @@ class Registration:
             "homography": None if self.homography is None else [[float(v) for v in row] for row in self.homography],
             "method": self.method,
             "inlier_count": int(self.inlier_count),
-            "quality": dict(self.quality),
+            "quality": {**self.quality, "checks": {c.name: c.to_dict() for c in self.checks}},
             "model": self.model,
-            "checks": {c.name: c.to_dict() for c in self.checks},
             "photometric": None if self.photometric is None else self.photometric.to_dict(),
             "nonrigid": None if self.displacement is None else self.displacement.to_dict(),
         }

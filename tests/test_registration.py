@@ -452,3 +452,20 @@ def test_register_command_refuses_save_without_nonrigid(tmp_path, capsys) -> Non
     cv2.imwrite(str(path), p["before"])
     assert main(["register", str(path), str(path), "--save-displacement", str(tmp_path / "d.npz")]) == 2
     assert "--nonrigid" in capsys.readouterr().err
+
+
+def test_nonrigid_csv_columns_do_not_depend_on_the_registration() -> None:
+    # With --nonrigid, a failed registration keeps every column of a successful one.
+    from imgtool.pipeline import AnalysisOptions, analyze_pair
+    from imgtool.report import metrics_row
+
+    p = _pair(23, rot=4.0)
+    opts = AnalysisOptions(method="classical", registration=RegistrationOptions(nonrigid=True))
+    ok = analyze_pair(p["before"], p["after"], options=opts)
+    failed = analyze_pair(p["before"], _pair(24)["after"], options=opts)
+    assert ok.registration.status == "ok" and failed.registration.status == "failed"
+    cols = [[k for k in metrics_row(r) if not k.startswith("registration.quality")] for r in (ok, failed)]
+    assert cols[0] == cols[1]
+    assert "nonrigid.change_effect.new_lesion_px" in cols[0]
+    assert metrics_row(failed)["registration.photometric.matrix.00"] is None
+

@@ -1,8 +1,12 @@
 """Segmentation of a photo into background, skin, lesion and hair.
 
-Two methods share one entry point, :func:`segment`:
+Two methods share one entry point, :func:`segment_labels` (and :func:`segment` for
+a photo with its metrics):
 
-* ``"classical"``: colour rules and morphology (:mod:`.classical`), the baseline;
+* ``"cnn"`` (default): a small U-Net (:mod:`.network`) run in tiles at a working
+  resolution (:mod:`.inference`, :mod:`.tiling`), with shipped, hash-checked
+  weights (:mod:`.model`); trained by ``imgtool train`` (:mod:`.train`);
+* ``"classical"``: colour rules and morphology (:mod:`.classical`), the baseline.
 
 The label contract is in :mod:`imgtool.labels`.
 """
@@ -13,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 
 from .._version import __version__
 from ..errors import UsageError
@@ -20,9 +25,13 @@ from ..io import DEFAULT_MAX_PIXELS, ImageInfo, ImageSource, as_image
 from ..labels import check_labels
 from ..quantify import PhotoMetrics, photo_metrics
 from .classical import ClassicalOptions, segment_classical
+from .inference import predict_labels
+from .model import DEFAULT_MODEL_NAME, SegmentationModel, load_model, resolve_device
 
-METHODS: tuple[str, ...] = ("classical",)
-DEFAULT_METHOD: str = "classical"
+METHODS: tuple[str, ...] = ("cnn", "classical")
+DEFAULT_METHOD: str = "cnn"
+#: Photos run through the CNN together (their tiles share batches); bounds memory for long lists.
+IMAGES_PER_CHUNK: int = 8
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,9 @@ def segment_labels(
     images: Sequence[np.ndarray],
     *,
     method: str = DEFAULT_METHOD,
+    model: SegmentationModel | None = None,
+    device: str | torch.device = "auto",
+    batch_size: int | None = None,
     classical_options: ClassicalOptions | None = None,
 ) -> list[np.ndarray]:
     """Label maps of RGB images with the chosen method.
@@ -80,21 +92,62 @@ def segment_labels(
     images : sequence of (H, W, 3) uint8 ndarray
         RGB photos (sizes may differ).
     method : str
-        ``"classical"``.
+        ``"cnn"`` or ``"classical"``.
+    model : SegmentationModel, optional
+        The CNN to use (method ``"cnn"``); default: load the shipped default model
+        on ``device``. A given model runs on its own device.
+    device : str or torch.device
+        ``"auto"``, ``"cpu"`` or ``"cuda"``, used when ``model`` is None.
+    batch_size : int, optional
+        Tiles per forward pass (CNN); default 1 on the CPU, 16 on CUDA.
     classical_options : ClassicalOptions, optional
         Settings of the classical method.
 
     Returns
     -------
     list of (H, W) uint8 ndarray
+        One label map per image, at the image's size (label contract).
+
+    Raises
+    ------
+    UsageError
+        Unknown method or device, or CUDA asked for without one.
+    ModelError
+        The default model is missing or corrupt.
     """
     check_method(method)
-    return [segment_classical(img, options=classical_options) for img in images]
+    if method == "classical":
+        return [segment_classical(img, options=classical_options) for img in images]
+    if model is None:
+        model = load_model(None, device=device)
+    out: list[np.ndarray] = []
+    for i in range(0, len(images), IMAGES_PER_CHUNK):
+        out.extend(predict_labels(images[i : i + IMAGES_PER_CHUNK], model, batch_size=batch_size))
+    return out
 
 
-def model_info(method: str) -> dict[str, str] | None:
-    """The ``model`` entry of results for a method (None for the classical method)."""
-    return None
+def model_info(method: str, model: SegmentationModel | None = None) -> dict[str, str] | None:
+    """The ``model`` entry of results: ``{"name", "sha256", "device"}`` of the CNN, None for the classical method.
+
+    Parameters
+    ----------
+    method : str
+        Segmentation method.
+    model : SegmentationModel, optional
+        The CNN that was used (method ``"cnn"``).
+    """
+    check_method(method)
+    if method == "classical" or model is None:
+        return None
+    return model.info()
+
+
+def prepare_model(method: str, model: SegmentationModel | None, device: str | torch.device) -> SegmentationModel | None:
+    """The model a run of ``method`` uses: ``model``, or the shipped default loaded on ``device`` (None for classical)."""
+    check_method(method)
+    if method == "classical":
+        return None
+    return model if model is not None else load_model(None, device=device)
 
 
 def segment(
@@ -104,6 +157,9 @@ def segment(
     roi: ImageSource | None = None,
     pixel_size_mm: float | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    model: SegmentationModel | None = None,
+    device: str | torch.device = "auto",
+    batch_size: int | None = None,
 ) -> SegmentResult:
     """Segment one photo and measure it.
 
@@ -119,6 +175,12 @@ def segment(
         Pixel side in mm, for ``*_mm2`` areas.
     max_pixels : int, optional
         Refuse larger images.
+    model : SegmentationModel, optional
+        The CNN (method ``"cnn"``); default: the shipped model loaded on ``device``.
+    device : str or torch.device
+        ``"auto"``, ``"cpu"`` or ``"cuda"``, used when ``model`` is None.
+    batch_size : int, optional
+        Tiles per forward pass of the CNN.
 
     Returns
     -------
@@ -129,9 +191,20 @@ def segment(
     InputError
         Unreadable image or ROI, or an ROI of another size.
     UsageError
-        Unknown method.
+        Unknown method or device.
+    ModelError
+        The CNN's weights are missing or corrupt.
     """
-    return segment_many([image], method=method, roi=roi, pixel_size_mm=pixel_size_mm, max_pixels=max_pixels)[0]
+    return segment_many(
+        [image],
+        method=method,
+        roi=roi,
+        pixel_size_mm=pixel_size_mm,
+        max_pixels=max_pixels,
+        model=model,
+        device=device,
+        batch_size=batch_size,
+    )[0]
 
 
 def segment_many(
@@ -141,6 +214,9 @@ def segment_many(
     roi: ImageSource | None = None,
     pixel_size_mm: float | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    model: SegmentationModel | None = None,
+    device: str | torch.device = "auto",
+    batch_size: int | None = None,
 ) -> list[SegmentResult]:
     """Segment several photos (batched where the method allows) and measure each.
 
@@ -148,9 +224,9 @@ def segment_many(
     """
     from ..io import read_mask
 
-    check_method(method)
+    model = prepare_model(method, model, device)
     loaded = [as_image(src, max_pixels=max_pixels) for src in images]
-    label_maps = segment_labels([img for img, _ in loaded], method=method)
+    label_maps = segment_labels([img for img, _ in loaded], method=method, model=model, batch_size=batch_size)
     results = []
     for (img, info), labels in zip(loaded, label_maps):
         roi_mask = None if roi is None else read_mask(roi, shape=img.shape[:2], name="ROI")
@@ -159,8 +235,27 @@ def segment_many(
                 labels=check_labels(labels),
                 image=info,
                 method=method,
-                model=model_info(method),
+                model=model_info(method, model),
                 metrics=photo_metrics(labels, roi=roi_mask, pixel_size_mm=pixel_size_mm),
             )
         )
     return results
+
+
+__all__ = [
+    "DEFAULT_METHOD",
+    "DEFAULT_MODEL_NAME",
+    "IMAGES_PER_CHUNK",
+    "METHODS",
+    "ClassicalOptions",
+    "SegmentResult",
+    "SegmentationModel",
+    "check_method",
+    "load_model",
+    "model_info",
+    "prepare_model",
+    "resolve_device",
+    "segment",
+    "segment_labels",
+    "segment_many",
+]

@@ -1,0 +1,570 @@
+"""Training of the segmentation network: ``imgtool train CONFIG``.
+
+The config file (JSON, see ``models/*.train.json``) fixes everything: seed,
+steps, batch, crop, optimiser, architecture, working resolution, augmentations,
+the phantom seeds, and for every real set the class it supervises and its FIXED
+split into training and held-out files (by file id). Only training files are ever
+read during training.
+
+Losses are masked by what a sample knows:
+
+* phantoms know every class: cross-entropy over the four classes plus a soft Dice;
+* a lesion set knows only lesion-versus-rest, a hair set only hair-versus-rest:
+  binary cross-entropy on the model's probability of that class (the sum of the
+  other classes' probabilities is "not that class") plus a soft Dice on it.
+  Such a set says nothing about skin versus background, nor about the other class.
+
+Training is seeded (each step's batch comes from a generator seeded by
+``(seed, step)``, so a resumed run sees the same batches as an uninterrupted
+one), logged (to the ``imgtool`` logger and as JSON lines in ``train_log.jsonl``)
+and resumable from ``checkpoint.pt`` (tensors and plain numbers only, read with
+``weights_only=True``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..datasets import detect_convention, find_pairs, read_binary_mask
+from ..errors import InputError, UsageError
+from ..io import read_image, write_bytes
+from ..labels import HAIR, LESION, NUM_CLASSES
+from .augment import IGNORE, AugmentOptions, augment_sample
+from .inference import to_working
+from .model import InputSpec, save_model
+from .network import NetworkConfig, SmallUNet
+
+logger = logging.getLogger(__name__)
+
+#: Supervision kinds: every class (phantoms), or one class against the rest.
+KIND_ALL: int = -1
+CLASS_OF_SET: dict[str, int] = {"lesion": LESION, "hair": HAIR}
+CHECKPOINT: str = "checkpoint.pt"
+LOG_FILE: str = "train_log.jsonl"
+
+
+@dataclass(frozen=True)
+class RealSetConfig:
+    """A real set of photos with one-class masks and its fixed split.
+
+    Attributes
+    ----------
+    name : str
+        Folder name under the data root.
+    cls : str
+        ``"lesion"`` or ``"hair"``: the only class the masks say anything about.
+    train, test : tuple of str
+        File ids used for training and held back for reporting.
+    weight : float
+        Relative share of this set among the real samples of a batch.
+    """
+
+    name: str
+    cls: str
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "train", tuple(self.train))
+        object.__setattr__(self, "test", tuple(self.test))
+        if self.cls not in CLASS_OF_SET:
+            raise ValueError(f"real set {self.name}: class must be lesion or hair, got {self.cls!r}")
+        overlap = set(self.train) & set(self.test)
+        if overlap:
+            raise ValueError(f"real set {self.name}: ids in both train and test: {sorted(overlap)[:5]}")
+
+
+@dataclass(frozen=True)
+class PhantomConfig:
+    """Phantoms rendered by :func:`imgtool.synth.render_photo` for training.
+
+    Attributes
+    ----------
+    count : int
+        Number of distinct phantoms (seeds ``seed_start .. seed_start + count - 1``).
+    size : (int, int)
+        ``(width, height)`` they are rendered at.
+    seed_start : int
+        First seed.
+    texture_sets : tuple of str
+        Real sets whose TRAINING photos lend skin and hair textures.
+    """
+
+    count: int = 400
+    size: tuple[int, int] = (512, 512)
+    seed_start: int = 1_000_000
+    texture_sets: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "size", tuple(int(v) for v in self.size))
+        object.__setattr__(self, "texture_sets", tuple(self.texture_sets))
+        if self.count < 1:
+            raise ValueError(f"phantom count must be positive, got {self.count}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on (the JSON config file, parsed).
+
+    Attributes
+    ----------
+    name : str
+        Model name (output files ``<name>.safetensors`` and ``<name>.json``).
+    seed : int
+        Seed of the weights' initialisation and of every batch.
+    steps, batch_size, crop_size : int
+        Optimiser steps, samples per step, square crop side (working-resolution pixels).
+    lr, weight_decay : float
+        AdamW peak learning rate (one-cycle schedule) and weight decay.
+    phantom_share : float
+        Share of each batch drawn from phantoms; the rest from the real sets.
+    checkpoint_every, log_every : int
+        Steps between checkpoints and between log lines.
+    threads : int
+        Torch CPU threads (0: torch's default).
+    network : NetworkConfig
+    input : InputSpec
+    augment : AugmentOptions
+    phantoms : PhantomConfig or None
+    real_sets : tuple of RealSetConfig
+    data_root : str
+        Folder of the real sets, as written in the config; a relative path is
+        relative to ``config_dir`` (see :meth:`data_dir`).
+    config_dir : str or None
+        Folder of the config file (set by :func:`load_train_config`; not recorded).
+    """
+
+    name: str
+    seed: int = 0
+    steps: int = 3000
+    batch_size: int = 8
+    crop_size: int = 288
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    phantom_share: float = 0.5
+    checkpoint_every: int = 100
+    log_every: int = 10
+    threads: int = 0
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    input: InputSpec = field(default_factory=InputSpec)
+    augment: AugmentOptions = field(default_factory=AugmentOptions)
+    phantoms: PhantomConfig | None = None
+    real_sets: tuple[RealSetConfig, ...] = ()
+    data_root: str = "../../shared/data"
+    config_dir: str | None = field(default=None, compare=False)
+
+    def data_dir(self) -> Path:
+        """The folder of the real sets: ``data_root``, relative to ``config_dir`` when relative."""
+        root = Path(self.data_root)
+        if root.is_absolute() or self.config_dir is None:
+            return root
+        return (Path(self.config_dir) / root).resolve()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "real_sets", tuple(self.real_sets))
+        if self.steps < 1 or self.batch_size < 1 or self.crop_size < 32:
+            raise ValueError("steps and batch_size must be positive and crop_size at least 32")
+        if not 0.0 <= self.phantom_share <= 1.0:
+            raise ValueError(f"phantom_share must be in [0, 1], got {self.phantom_share}")
+        if self.phantom_share > 0 and self.phantoms is None:
+            raise ValueError("phantom_share > 0 needs a phantoms section")
+        if self.phantom_share < 1 and not self.real_sets:
+            raise ValueError("phantom_share < 1 needs at least one real set")
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            k: getattr(self, k)
+            for k in (
+                "name",
+                "seed",
+                "steps",
+                "batch_size",
+                "crop_size",
+                "lr",
+                "weight_decay",
+                "phantom_share",
+                "checkpoint_every",
+                "log_every",
+                "threads",
+                "data_root",
+            )
+        }
+        d["network"] = self.network.to_dict()
+        spec = self.input.to_dict()
+        d["input"] = {k: spec[k] for k in ("working_long_side", "tile_size", "overlap", "mean", "std")}
+        d["augment"] = self.augment.to_dict()
+        d["phantoms"] = None if self.phantoms is None else {
+            "count": self.phantoms.count,
+            "size": list(self.phantoms.size),
+            "seed_start": self.phantoms.seed_start,
+            "texture_sets": list(self.phantoms.texture_sets),
+        }
+        d["real_sets"] = [
+            {"name": s.name, "cls": s.cls, "weight": s.weight, "train": list(s.train), "test": list(s.test)} for s in self.real_sets
+        ]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        d = dict(d)
+        d.pop("comment", None)
+        try:
+            if "network" in d:
+                d["network"] = NetworkConfig.from_dict(d["network"])
+            if "input" in d:
+                d["input"] = InputSpec(**d["input"])
+            if "augment" in d:
+                d["augment"] = AugmentOptions.from_dict(d["augment"])
+            if d.get("phantoms") is not None:
+                d["phantoms"] = PhantomConfig(**d["phantoms"])
+            d["real_sets"] = tuple(RealSetConfig(**s) for s in d.get("real_sets", ()))
+            unknown = set(d) - set(cls.__dataclass_fields__)
+            if unknown:
+                raise ValueError(f"unknown keys: {', '.join(sorted(unknown))}")
+            return cls(**d)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"bad training config: {exc}") from None
+
+
+def load_train_config(path: str | os.PathLike) -> TrainConfig:
+    """Read a training config; a relative ``data_root`` is relative to the file's folder.
+
+    Raises
+    ------
+    InputError
+        The file is missing or not JSON.
+    UsageError
+        The config is not valid.
+    """
+    p = Path(path)
+    try:
+        raw = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"training config {p} not found") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"training config {p} is not readable JSON: {exc}") from None
+    return replace(TrainConfig.from_dict(raw), config_dir=str(p.resolve().parent))
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A training photo at working resolution and its target.
+
+    ``target`` holds class indices for phantoms (kind :data:`KIND_ALL`), or 0/1
+    (not / is the class) for a one-class set whose class index is ``kind``.
+    """
+
+    image: np.ndarray
+    target: np.ndarray
+    kind: int
+
+
+def real_set_files(cfg: TrainConfig, name: str) -> dict[str, tuple[Path, Path]]:
+    """``{id: (photo, mask)}`` of a real set under ``cfg.data_dir()`` (conventions of :mod:`imgtool.datasets`)."""
+    folder = cfg.data_dir() / name
+    conv = detect_convention(folder)
+    return {pid: (img, mask) for pid, img, mask in find_pairs(folder, conv)}
+
+
+def load_real_samples(cfg: TrainConfig, split: str = "train") -> dict[str, list[Sample]]:
+    """The training (or held-out) photos of each real set, at working resolution.
+
+    Raises
+    ------
+    InputError
+        A set folder or a listed id is missing.
+    """
+    out: dict[str, list[Sample]] = {}
+    for s in cfg.real_sets:
+        folder = cfg.data_dir() / s.name
+        conv = detect_convention(folder)
+        files = real_set_files(cfg, s.name)
+        ids = s.train if split == "train" else s.test
+        missing = [i for i in ids if i not in files]
+        if missing:
+            raise InputError(f"real set {s.name}: ids not found: {', '.join(missing[:5])}")
+        samples = []
+        for i in ids:
+            img, _ = read_image(files[i][0])
+            mask = read_binary_mask(files[i][1], conv.threshold, img.shape[:2], conv.mask_scale)
+            samples.append(_to_sample(img, mask.astype(np.uint8), CLASS_OF_SET[s.cls], cfg.input.working_long_side))
+        out[s.name] = samples
+    return out
+
+
+def _to_sample(image: np.ndarray, target: np.ndarray, kind: int, long_side: int) -> Sample:
+    work = to_working(image, long_side)
+    if work.shape != image.shape:
+        target = cv2.resize(target, (work.shape[1], work.shape[0]), interpolation=cv2.INTER_NEAREST)
+    return Sample(work, target, kind)
+
+
+def render_phantoms(cfg: PhantomConfig, long_side: int, textures: Sequence[Path] = ()) -> list[Sample]:
+    """Render the training phantoms (seeds ``seed_start ..``) with :func:`imgtool.synth.render_photo`."""
+    try:
+        from .. import synth
+    except ImportError:
+        raise UsageError("training on phantoms needs imgtool.synth (the phantom generator), which is not installed") from None
+    options = synth.SynthOptions(textures=synth.load_texture_bank(list(textures))) if textures else None
+    samples = []
+    t0 = time.perf_counter()
+    for i in range(cfg.count):
+        img, labels = synth.render_photo(cfg.seed_start + i, size=cfg.size, options=options)
+        samples.append(_to_sample(img, labels, KIND_ALL, long_side))
+    logger.info("rendered %d phantoms in %.1f s", cfg.count, time.perf_counter() - t0)
+    return samples
+
+
+def make_batch(
+    step: int,
+    cfg: TrainConfig,
+    phantoms: Sequence[Sample],
+    real: dict[str, list[Sample]],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The batch of ``step``: normalised crops, targets and supervision kinds.
+
+    Seeded by ``(cfg.seed, step)``, so it does not depend on earlier steps.
+
+    Returns
+    -------
+    ((B, 3, c, c) float32, (B, c, c) int64, (B,) int64) tensors
+    """
+    rng = np.random.default_rng([cfg.seed, step])
+    names = [s.name for s in cfg.real_sets if real.get(s.name)]
+    weights = np.array([s.weight for s in cfg.real_sets if real.get(s.name)], dtype=float)
+    images, targets, kinds = [], [], []
+    for _ in range(cfg.batch_size):
+        if phantoms and (not names or rng.random() < cfg.phantom_share):
+            sample = phantoms[int(rng.integers(len(phantoms)))]
+        else:
+            pool = real[names[int(rng.choice(len(names), p=weights / weights.sum()))]]
+            sample = pool[int(rng.integers(len(pool)))]
+        img, tgt = augment_sample(sample.image, sample.target, cfg.crop_size, rng, cfg.augment)
+        images.append(img)
+        targets.append(tgt)
+        kinds.append(sample.kind)
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(cfg.input.mean).view(1, 3, 1, 1)
+    std = torch.tensor(cfg.input.std).view(1, 3, 1, 1)
+    x = (x - mean) / std
+    return x.contiguous(memory_format=torch.channels_last), torch.from_numpy(np.stack(targets)).long(), torch.tensor(kinds)
+
+
+# --------------------------------------------------------------------------- loss
+
+
+def _soft_dice(prob: torch.Tensor, truth: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``1 - Dice`` of a probability map against a 0/1 truth over valid pixels (one number)."""
+    prob, truth = prob * valid, truth * valid
+    inter = (prob * truth).sum()
+    return 1.0 - (2.0 * inter + 1.0) / (prob.sum() + truth.sum() + 1.0)
+
+
+def masked_loss(logits: torch.Tensor, target: torch.Tensor, kinds: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """The training loss, each sample supervising only the classes its set knows.
+
+    Parameters
+    ----------
+    logits : (B, C, H, W) float tensor
+        Network output.
+    target : (B, H, W) int64 tensor
+        Class indices for kind :data:`KIND_ALL`; 0/1 for a one-class sample;
+        :data:`~imgtool.segmentation.augment.IGNORE` where unknown.
+    kinds : (B,) int64 tensor
+        :data:`KIND_ALL`, or the class index a one-class sample's 0/1 target is about.
+
+    Returns
+    -------
+    (scalar tensor, dict)
+        The loss, and its parts as floats (for logging).
+    """
+    logp = F.log_softmax(logits.float(), dim=1)
+    parts: dict[str, torch.Tensor] = {}
+    full = kinds == KIND_ALL
+    if bool(full.any()):
+        lp, t = logp[full], target[full]
+        valid = (t != IGNORE).float()
+        parts["ce_all"] = F.nll_loss(lp, t.clamp(max=NUM_CLASSES - 1) * (t != IGNORE), reduction="none").mul(valid).sum() / valid.sum().clamp(min=1)
+        prob = lp.exp()
+        dice = [_soft_dice(prob[:, c], (t == c).float(), valid) for c in range(logits.shape[1])]
+        parts["dice_all"] = torch.stack(dice).mean()
+    for cls in (LESION, HAIR):
+        sel = kinds == cls
+        if not bool(sel.any()):
+            continue
+        lp, t = logp[sel], target[sel]
+        valid = (t != IGNORE).float()
+        pos = (t == 1).float()
+        log_p = lp[:, cls]
+        log_not = torch.logsumexp(torch.cat([lp[:, :cls], lp[:, cls + 1 :]], dim=1), dim=1)
+        bce = -(pos * log_p + (1 - pos) * log_not)
+        name = "lesion" if cls == LESION else "hair"
+        parts[f"bce_{name}"] = (bce * valid).sum() / valid.sum().clamp(min=1)
+        parts[f"dice_{name}"] = _soft_dice(log_p.exp(), pos, valid)
+    total = torch.stack(list(parts.values())).sum()
+    return total, {k: float(v.detach()) for k, v in parts.items()}
+
+
+# --------------------------------------------------------------------------- loop
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced.
+
+    Attributes
+    ----------
+    weights : Path
+        The ``.safetensors`` file (its card beside it).
+    steps : int
+        Steps done in total.
+    first_loss, last_loss : float
+        Mean loss over the first and the last logging windows of this run.
+    """
+
+    weights: Path
+    steps: int
+    first_loss: float
+    last_loss: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"weights": str(self.weights), "steps": self.steps, "first_loss": self.first_loss, "last_loss": self.last_loss}
+
+
+def _save_checkpoint(path: Path, step: int, net: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any) -> None:
+    import io
+
+    buf = io.BytesIO()
+    torch.save({"step": step, "model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, buf)
+    write_bytes(path, buf.getvalue())
+
+
+def train(
+    cfg: TrainConfig,
+    out_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    progress: Callable[[int, float], None] | None = None,
+) -> TrainResult:
+    """Train the network as ``cfg`` says and write ``<out_dir>/<name>.safetensors`` with its card.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+        The run's config (from :func:`load_train_config`).
+    out_dir : path-like
+        Folder for the checkpoint, the log and the final weights.
+    resume : bool
+        Continue from ``<out_dir>/checkpoint.pt`` when it exists.
+    progress : callable, optional
+        Called as ``progress(step, loss)`` after every step.
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    InputError
+        Missing data.
+    UsageError
+        Phantoms asked for without the phantom generator.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    net = SmallUNet(cfg.network).to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
+    start = 0
+    ckpt = out / CHECKPOINT
+    if resume and ckpt.is_file():
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start = int(state["step"])
+        logger.info("resumed from %s at step %d", ckpt, start)
+    elif (out / LOG_FILE).exists():
+        (out / LOG_FILE).unlink()
+
+    real = load_real_samples(cfg, "train") if cfg.phantom_share < 1 else {}
+    phantoms: list[Sample] = []
+    t_render = time.perf_counter()
+    if cfg.phantom_share > 0 and cfg.phantoms is not None:
+        textures = _texture_files(cfg)
+        phantoms = render_phantoms(cfg.phantoms, cfg.input.working_long_side, textures)
+    render_seconds = time.perf_counter() - t_render
+
+    net.train()
+    window: list[float] = []
+    first = last = float("nan")
+    t0 = time.perf_counter()
+    with open(out / LOG_FILE, "a", encoding="utf-8") as log:
+        for step in range(start, cfg.steps):
+            x, t, kinds = make_batch(step, cfg, phantoms, real)
+            loss, parts = masked_loss(net(x), t, kinds)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            value = float(loss.detach())
+            window.append(value)
+            if progress is not None:
+                progress(step + 1, value)
+            if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+                mean = float(np.mean(window))
+                first = mean if np.isnan(first) else first
+                last = mean
+                rec = {"step": step + 1, "loss": round(mean, 5), "lr": sched.get_last_lr()[0], "seconds": round(time.perf_counter() - t0, 1)}
+                rec.update({k: round(v, 5) for k, v in parts.items()})
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+                logger.info("step %d/%d loss %.4f", step + 1, cfg.steps, mean)
+                window = []
+            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+                _save_checkpoint(ckpt, step + 1, net, opt, sched)
+
+    net.eval()
+    extra = {
+        "training": {
+            "config": cfg.to_dict(),
+            "steps_done": cfg.steps,
+            "final_loss": last,
+            "phantom_render_seconds": round(render_seconds, 1),
+            "train_seconds_this_run": round(time.perf_counter() - t0, 1),
+        }
+    }
+    save_model(net, out / cfg.name, input_spec=cfg.input, extra=extra)
+    return TrainResult(weights=out / f"{cfg.name}.safetensors", steps=cfg.steps, first_loss=first, last_loss=last)
+
+
+def _texture_files(cfg: TrainConfig) -> list[Path]:
+    """Training-split photos of the sets named as phantom texture sources."""
+    if cfg.phantoms is None or not cfg.phantoms.texture_sets:
+        return []
+    files: list[Path] = []
+    by_name = {s.name: s for s in cfg.real_sets}
+    for name in cfg.phantoms.texture_sets:
+        if name not in by_name:
+            raise UsageError(f"phantom texture set {name!r} is not one of the real sets")
+        pairs = real_set_files(cfg, name)
+        files.extend(pairs[i][0] for i in by_name[name].train if i in pairs)
+    return files

@@ -99,7 +99,7 @@ def detect(
     *,
     max_features: int,
     contrast_threshold: float = 0.04,
-    mask: np.ndarray | None = None,
+    avoid: np.ndarray | None = None,
 ) -> Features:
     """SIFT keypoints and RootSIFT descriptors of a working-resolution grey image.
 
@@ -113,14 +113,24 @@ def detect(
         Most keypoints kept (the strongest).
     contrast_threshold : float
         SIFT's threshold on the local contrast of a keypoint (lower finds more on faint texture).
-    mask : (h, w) uint8 ndarray, optional
-        Non-zero where keypoints may be found.
+    avoid : (h, w) bool ndarray, optional
+        Where keypoints should not come from (lesions). Advice, not a constraint: if
+        following it would leave fewer than half of the keypoints (or fewer than 100),
+        the labels are more likely wrong than the photo all lesion, and it is ignored.
     """
     sift = cv2.SIFT_create(nfeatures=max_features, contrastThreshold=contrast_threshold)
-    kps, desc = sift.detectAndCompute(gray, mask)
+    kps, desc = sift.detectAndCompute(gray, None)
     if desc is None or len(kps) == 0:
         return Features(np.zeros((0, 2)), np.zeros((0, 128), np.float32))
     pts = np.array([k.pt for k in kps], dtype=np.float64)
+    if avoid is not None:
+        xi = np.clip(np.round(pts[:, 0]).astype(int), 0, gray.shape[1] - 1)
+        yi = np.clip(np.round(pts[:, 1]).astype(int), 0, gray.shape[0] - 1)
+        keep = ~avoid[yi, xi]
+        if keep.sum() >= max(100, 0.5 * len(pts)):
+            pts, desc = pts[keep], desc[keep]
+        else:
+            logger.debug("keypoint mask ignored: it would keep %d of %d keypoints", int(keep.sum()), len(pts))
     # RootSIFT (Hellinger kernel): L1-normalise, square root; matches better than raw SIFT.
     desc = desc.astype(np.float32)
     desc /= np.maximum(desc.sum(axis=1, keepdims=True), 1e-7)

@@ -216,8 +216,8 @@ def make_template(level: Level, max_points: int, *, cell: int | None = None, lab
     """Select the points of BEFORE's level that drive the refinement and evidence.
 
     By default the grid cell is sized so that each cell gives its single best pixel.
-    Lesion pixels of BEFORE are never selected (they are always down-weighted), nor
-    pixels without texture.
+    Pixels without texture are never selected, nor BEFORE's lesion pixels (they are
+    always down-weighted) unless the labels would leave less than half of the texture.
     """
     img = level.image
     if cell is None:
@@ -225,7 +225,9 @@ def make_template(level: Level, max_points: int, *, cell: int | None = None, lab
     score = texture_score(img)
     score[score < _MIN_TEXTURE] = 0
     if level.labels is not None:
-        score = score * (level.labels != LESION)
+        masked = score * (level.labels != LESION)
+        if np.count_nonzero(masked) >= 0.5 * np.count_nonzero(score):
+            score = masked
     pts = select_points(score, max_points, cell=cell)
     gx = cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)
     gy = cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)

@@ -562,16 +562,16 @@ def _prepare(image: np.ndarray, labels: np.ndarray | None, opts: RegistrationOpt
     if fine.shape[:2] != work.shape[:2] and opts.refine:
         fine_gray = cv2.cvtColor(fine, cv2.COLOR_RGB2GRAY)
         fine_level = level(fine_gray, _resize_labels(labels, fine_gray.shape))
-    # Keypoints never come from lesions (or right next to them): those change by design.
-    mask = None
+    # Keypoints do not come from lesions (or right next to them): those change by design.
+    avoid = None
     if labels_work is not None:
-        mask = 1 - cv2.dilate((labels_work == LESION).astype(np.uint8), np.ones((5, 5), np.uint8))
+        avoid = cv2.dilate((labels_work == LESION).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     features = detect(
         feature_gray(work),
         norm @ np.linalg.inv(level_matrix(image.shape[:2], work.shape[:2])),  # working px -> normalised
         max_features=opts.max_features,
         contrast_threshold=opts.contrast_threshold,
-        mask=mask,
+        avoid=avoid,
     )
     return _Side(
         shape=image.shape[:2],
@@ -991,10 +991,15 @@ def _fit_photometric(a: _Side, b: _Side, h_work: np.ndarray, opts: RegistrationO
     warped = cv2.warpPerspective(a.work, h_work, (wb, hb), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     cover = cv2.warpPerspective(np.ones(a.work.shape[:2], np.uint8), h_work, (wb, hb), flags=cv2.INTER_NEAREST)
     mask = cv2.erode(cover, np.ones((5, 5), np.uint8)).astype(bool)
-    # Healthy skin and background in both photos: lesions and hair follow the disease, not the camera.
+    # Healthy skin and background in both photos: lesions and hair follow the disease, not
+    # the camera. When the labels leave almost nothing (or are wrong), the trimmed fit
+    # alone keeps the changed pixels out.
+    healthy = mask.copy()
     for labels in (b.labels_work, None if a.labels_work is None else cv2.warpPerspective(a.labels_work, h_work, (wb, hb), flags=cv2.INTER_NEAREST)):
         if labels is not None:
-            mask &= cv2.erode(((labels != LESION) & (labels != HAIR)).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+            healthy &= cv2.erode(((labels != LESION) & (labels != HAIR)).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    if healthy.sum() >= 0.1 * mask.sum():
+        mask = healthy
     to_norm = b.norm @ np.linalg.inv(b.lw)
     return fit_correction(b.work, warped, mask, to_norm, shading=opts.shading)
 

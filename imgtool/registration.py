@@ -868,12 +868,12 @@ def register(
                 "global_model": glob.fit.model,
             }
         )
-        geo = _geometry(glob.fit.matrix, a, b)
+    start = direct if direct is not None else np.linalg.inv(glob.fit.matrix)  # type: ignore[union-attr]
+    geo = _geometry(np.linalg.inv(start), a, b)
+    if direct is None:
         spread = _inlier_spread(glob, b, geo["overlap"])
         quality["inlier_spread"] = round(spread, 4)
         checks.append(_spread_check(spread, glob, opts))
-    start = direct if direct is not None else np.linalg.inv(glob.fit.matrix)  # type: ignore[union-attr]
-    geo = _geometry(np.linalg.inv(start), a, b)
     if any(c.verdict == STATUS_FAILED for c in _geometry_checks(geo, opts)):
         checks += _geometry_checks(geo, opts)
         quality.update({k: round(v, 4) for k, v in geo.items()})

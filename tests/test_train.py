@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from imgtool.errors import UsageError
 from imgtool.io import write_png
 from imgtool.labels import HAIR, LESION
 from imgtool.segmentation.augment import IGNORE, AugmentOptions, augment_sample
@@ -169,6 +170,20 @@ def test_tiny_run_lowers_the_loss_and_resumes_exactly(tmp_path: Path) -> None:
     b = load_model(resumed.weights, device="cpu").network.state_dict()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-3)
+
+
+def test_loader_workers_change_nothing_but_speed(tmp_path: Path) -> None:
+    ids = _lesion_folder(tmp_path / "data", 6, seed=3)
+    cfg = _tiny_config(tmp_path / "data", ids, 6)
+    thread = train(cfg, tmp_path / "thread")
+    procs = train(cfg, tmp_path / "procs", loader_threads=3)
+    a = load_model(thread.weights, device="cpu").network.state_dict()
+    b = load_model(procs.weights, device="cpu").network.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    assert load_model(procs.weights, device="cpu").card["training"]["loader_threads"] == 3
+    with pytest.raises(UsageError, match="loader threads"):
+        train(cfg, tmp_path / "bad", loader_threads=0)
 
 
 def test_tiny_run_on_phantoms_lowers_the_loss(tmp_path: Path) -> None:

@@ -30,16 +30,18 @@ import logging
 import multiprocessing
 import os
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..datasets import detect_convention, find_pairs, read_binary_mask
+from ..datasets import MaskConvention, detect_convention, find_pairs, read_binary_mask
 from ..errors import InputError, UsageError
 from ..io import read_image, write_bytes, write_json, write_png
 from ..labels import HAIR, LESION, NUM_CLASSES
@@ -309,10 +311,10 @@ class Sample:
     kind: int
 
 
-def real_set_files(cfg: TrainConfig, name: str) -> dict[str, tuple[Path, Path]]:
-    """``{id: (photo, mask)}`` of a real set under ``cfg.data_dir()`` (conventions of :mod:`imgtool.datasets`)."""
+def real_set_files(cfg: TrainConfig, name: str, conv: MaskConvention | None = None) -> dict[str, tuple[Path, Path]]:
+    """``{id: (photo, mask)}`` of a real set under ``cfg.data_dir()`` (conventions of :mod:`imgtool.datasets`; detected when not given)."""
     folder = cfg.data_dir() / name
-    conv = detect_convention(folder)
+    conv = conv or detect_convention(folder)
     return {pid: (img, mask) for pid, img, mask in find_pairs(folder, conv)}
 
 
@@ -326,9 +328,8 @@ def load_real_samples(cfg: TrainConfig, split: str = "train") -> dict[str, list[
     """
     out: dict[str, list[Sample]] = {}
     for s in cfg.real_sets:
-        folder = cfg.data_dir() / s.name
-        conv = detect_convention(folder)
-        files = real_set_files(cfg, s.name)
+        conv = detect_convention(cfg.data_dir() / s.name)
+        files = real_set_files(cfg, s.name, conv)
         ids = s.train if split == "train" else s.test
         missing = [i for i in ids if i not in files]
         if missing:
@@ -426,6 +427,7 @@ def render_phantoms(
         from .. import synth
     except ImportError:
         raise UsageError("training on phantoms needs imgtool.synth (the phantom generator), which is not installed") from None
+    t0 = time.perf_counter()
     seeds = list(range(cfg.seed_start, cfg.seed_start + cfg.count))
     folder = None
     found: dict[int, Sample] = {}
@@ -442,7 +444,6 @@ def render_phantoms(
                 if img is not None and lab is not None:
                     found[seed] = Sample(np.ascontiguousarray(img[..., ::-1]), lab, KIND_ALL)
     todo = [(s, cfg.size_of(s), int(long_side)) for s in seeds if s not in found]
-    t0 = time.perf_counter()
     if todo:
         options = synth.SynthOptions(textures=synth.load_texture_bank(list(textures))) if textures else None
         workers = min(cfg.workers or (os.cpu_count() or 1), len(todo))
@@ -454,7 +455,7 @@ def render_phantoms(
         else:
             _collect(map(render, todo), found, folder)
     logger.info(
-        "phantoms: %d read from the cache, %d rendered in %.1f s%s",
+        "phantoms: %d read from the cache and %d rendered in %.1f s%s",
         cfg.count - len(todo),
         len(todo),
         time.perf_counter() - t0,
@@ -470,6 +471,27 @@ def _collect(done: Iterable[tuple[int, np.ndarray, np.ndarray]], found: dict[int
         if folder is not None:
             write_png(folder / f"{seed}.png", img)
             write_png(folder / f"{seed}_labels.png", lab)
+
+
+def _batches(
+    start: int, cfg: TrainConfig, phantoms: Sequence[Sample], real: dict[str, list[Sample]], threads: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The batches of steps ``start .. cfg.steps - 1`` in order, drawn ahead of the training loop.
+
+    ``threads`` threads draw batches (at least one, in the background); OpenCV and
+    numpy release the GIL in the augmentations, so threads scale without copying the
+    samples into other processes. Every batch depends only on its step, so the
+    number of threads changes no result.
+    """
+    ahead = 2 * max(1, threads)
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        pending: deque[Future] = deque()
+        nxt = start
+        for _ in range(start, cfg.steps):
+            while nxt < cfg.steps and len(pending) < ahead:
+                pending.append(pool.submit(make_batch, nxt, cfg, phantoms, real))
+                nxt += 1
+            yield pending.popleft().result()
 
 
 def make_batch(
@@ -611,6 +633,7 @@ def train(
     resume: bool = False,
     device: str | torch.device = "auto",
     progress: Callable[[int, float], None] | None = None,
+    loader_threads: int = 1,
 ) -> TrainResult:
     """Train the network as ``cfg`` says and write ``<out_dir>/<name>.safetensors`` with its card.
 
@@ -627,6 +650,10 @@ def train(
         under autocast (bfloat16 where supported, else float16 with loss scaling).
     progress : callable, optional
         Called as ``progress(step, loss)`` after every step.
+    loader_threads : int
+        Threads that draw (augment) batches ahead of the training loop. Batches
+        depend only on their step, so this changes the speed, never the result.
+        A GPU needs many to be kept busy.
 
     Returns
     -------
@@ -639,6 +666,8 @@ def train(
     UsageError
         Phantoms asked for without the phantom generator, or an unknown device.
     """
+    if loader_threads < 1:
+        raise UsageError(f"loader threads must be 1 or more, got {loader_threads}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
@@ -676,8 +705,8 @@ def train(
     first = last = float("nan")
     t0 = time.perf_counter()
     with open(out / LOG_FILE, "a", encoding="utf-8") as log:
-        for step in range(start, cfg.steps):
-            x, t, kinds = make_batch(step, cfg, phantoms, real)
+        batches = _batches(start, cfg, phantoms, real, loader_threads)
+        for step, (x, t, kinds) in zip(range(start, cfg.steps), batches):
             x, t, kinds = x.to(dev, non_blocking=True), t.to(dev, non_blocking=True), kinds.to(dev)
             with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
                 logits = net(x)
@@ -713,6 +742,7 @@ def train(
             "final_loss": last,
             "device": dev.type,
             "threads": torch.get_num_threads(),
+            "loader_threads": loader_threads,
             "phantom_render_seconds": round(render_seconds, 1),
             "train_seconds": round(seconds_before + time.perf_counter() - t0, 1),
         }

@@ -9,7 +9,9 @@ default model (``models/``):
 * The held-out files (the ``test`` ids of the training config) of each real set in
   ``../shared/data``: lesion Dice on the lesion sets, hair IoU on the hair sets (and
   the other overlap numbers), pooled over the set's pixels and as a mean per photo;
-  for PAD-UFES-20 also by Fitzpatrick skin type where its metadata gives one.
+  for PAD-UFES-20 also by Fitzpatrick skin type where its metadata gives one;
+* ``sample_images/`` against their exact truth (``sample_images/truth``): pixel accuracy
+  and Dice per class.
 
 Run from the repository root::
 
@@ -80,6 +82,34 @@ def eval_phantoms(methods: list[str], seed: int, n: int, size: tuple[int, int], 
     return out
 
 
+def eval_samples(model: Any, methods: list[str]) -> dict[str, Any]:
+    """Pixel accuracy and per-class Dice on ``sample_images/`` against their exact truth (``sample_images/truth``)."""
+    import numpy as np
+
+    from imgtool.io import read_image
+    from imgtool.labels import CLASS_NAMES
+    from imgtool.segmentation import segment_labels
+
+    out: dict[str, Any] = {}
+    for photo in sorted((REPO / "sample_images").glob("*.jpg")):
+        truth_path = REPO / "sample_images" / "truth" / f"{photo.stem}_labels.png"
+        if not truth_path.is_file():
+            continue
+        img, _ = read_image(photo)
+        truth = np.asarray(read_image(truth_path)[0][..., 0])
+        rec: dict[str, Any] = {}
+        for method in methods:
+            labels = segment_labels([img], method=method, model=model if method == "cnn" else None)[0]
+            dice = {}
+            for k, name in enumerate(CLASS_NAMES):
+                a, b = labels == k, truth == k
+                total = int(a.sum() + b.sum())
+                dice[name] = None if total == 0 else round(2 * int((a & b).sum()) / total, 4)
+            rec[method] = {"accuracy": round(float(np.mean(labels == truth)), 4), "dice": dice}
+        out[photo.stem] = rec
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default=None, help="training config with the split (default: models/<name>.train.json, else the card's)")
@@ -114,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         ph = cfg.phantoms
         train_seeds = range(ph.seed_start, ph.seed_start + ph.count) if ph else range(0)
         result["phantoms"] = eval_phantoms(methods, args.phantom_seed, args.phantoms, tuple(args.phantom_size), train_seeds)
+    result["sample_images"] = eval_samples(model, methods)
     result["seconds"] = round(time.perf_counter() - t0, 1)
 
     print(f"model {model.name} ({model.sha256[:12]}...)")
@@ -126,6 +157,11 @@ def main(argv: list[str] | None = None) -> int:
         for cls in ("skin", "lesion", "hair"):
             cnn, cl = ph["cnn"][cls]["dice_pooled"], ph["classical"][cls]["dice_pooled"]
             print(f"{'phantoms':<24} {cls:<7} {2 * args.phantoms:>3} {'dice':<7} {cnn if cnn is not None else float('nan'):>7.3f} {cl if cl is not None else float('nan'):>9.3f}")
+    for stem, rec in result["sample_images"].items():
+        for key in ("accuracy", "skin", "lesion", "hair"):
+            cnn, cl = (rec[m]["accuracy"] if key == "accuracy" else rec[m]["dice"][key] for m in methods)
+            if cnn is not None:
+                print(f"{stem:<24} {key:<7} {1:>3} {'acc' if key == 'accuracy' else 'dice':<7} {cnn:>7.3f} {cl:>9.3f}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, result)
@@ -133,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.update_card:
         _, card_path = _model_paths(None)
         card = json.loads(card_path.read_text())
-        card["metrics"] = {k: v for k, v in result.items() if k in ("real_sets", "phantoms")}
+        card["metrics"] = {k: v for k, v in result.items() if k in ("real_sets", "phantoms", "sample_images")}
         card["metrics"]["measured_with"] = "python benchmarks/eval_segment.py " + " ".join(argv if argv is not None else sys.argv[1:])
         write_json(card_path, card)
         print(f"updated {card_path}")

@@ -165,9 +165,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_limits(p)
 
     p = sub.add_parser("train", help="train the segmentation CNN from a config file")
-    p.add_argument("config", help="training config (JSON), e.g. models/unet_s_v1.train.json")
+    p.add_argument("config", help="training config (JSON), e.g. models/unet_s_v2.train.json")
     p.add_argument("-o", "--out", required=True, help="folder for checkpoint, log and the trained weights")
     p.add_argument("--resume", action="store_true", help="continue from the folder's checkpoint")
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where to train: auto picks CUDA when present (AMP and channels-last there); default auto",
+    )
+    p.add_argument(
+        "--loader-threads",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="threads that draw augmented batches ahead of training; changes speed only, never the result; default 1",
+    )
 
     p = sub.add_parser("synth", help="draw phantom before/after pairs whose truth is known exactly")
     p.add_argument("-o", "--out", required=True, help="output folder (one sub-folder per pair)")
@@ -358,7 +371,7 @@ def _cmd_salt(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .segmentation.train import load_train_config, train
 
-    result = train(load_train_config(args.config), args.out, resume=args.resume)
+    result = train(load_train_config(args.config), args.out, resume=args.resume, device=args.device, loader_threads=args.loader_threads)
     logger.info("trained %s (loss %.4f -> %.4f)", result.weights, result.first_loss, result.last_loss)
     print(result.weights)
     return EXIT_OK

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from imgtool.errors import UsageError
 from imgtool.io import write_png
 from imgtool.labels import HAIR, LESION
 from imgtool.segmentation.augment import IGNORE, AugmentOptions, augment_sample
@@ -171,6 +172,20 @@ def test_tiny_run_lowers_the_loss_and_resumes_exactly(tmp_path: Path) -> None:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-3)
 
 
+def test_loader_workers_change_nothing_but_speed(tmp_path: Path) -> None:
+    ids = _lesion_folder(tmp_path / "data", 6, seed=3)
+    cfg = _tiny_config(tmp_path / "data", ids, 6)
+    thread = train(cfg, tmp_path / "thread")
+    procs = train(cfg, tmp_path / "procs", loader_threads=3)
+    a = load_model(thread.weights, device="cpu").network.state_dict()
+    b = load_model(procs.weights, device="cpu").network.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    assert load_model(procs.weights, device="cpu").card["training"]["loader_threads"] == 3
+    with pytest.raises(UsageError, match="loader threads"):
+        train(cfg, tmp_path / "bad", loader_threads=0)
+
+
 def test_tiny_run_on_phantoms_lowers_the_loss(tmp_path: Path) -> None:
     pytest.importorskip("imgtool.synth", reason="the phantom generator is not installed")
     from imgtool.segmentation.train import PhantomConfig
@@ -182,8 +197,31 @@ def test_tiny_run_on_phantoms_lowers_the_loss(tmp_path: Path) -> None:
         lr=1e-2,
         phantom_share=1.0,
         network=NetworkConfig(widths=(8, 16, 16)),
-        phantoms=PhantomConfig(count=4, size=(160, 120), seed_start=11),
+        phantoms=PhantomConfig(count=4, sizes=((160, 120), (128, 160)), seed_start=11, workers=1),
         real_sets=(),
     )
     res = train(cfg, tmp_path / "run")
     assert res.last_loss < 0.9 * res.first_loss
+
+
+def test_phantom_cache_is_reused_and_matches_fresh_rendering(tmp_path: Path) -> None:
+    pytest.importorskip("imgtool.synth", reason="the phantom generator is not installed")
+    from imgtool.segmentation.train import PhantomConfig, phantom_cache_dir, phantom_recipe, render_phantoms
+
+    cfg = PhantomConfig(count=3, sizes=((200, 150), (120, 160)), seed_start=21, workers=2)
+    fresh = render_phantoms(replace(cfg, workers=1), 128)
+    # Rendered at their own size, then downscaled to the working long side as inference does.
+    assert [s.image.shape[:2] for s in fresh] == [(96, 128), (128, 96), (96, 128)]
+    assert all(s.kind == KIND_ALL and s.target.max() <= 3 for s in fresh)
+    cached = render_phantoms(cfg, 128, cache=tmp_path)  # two worker processes, written to the cache
+    folder = phantom_cache_dir(tmp_path, phantom_recipe(cfg, 128, ()))
+    assert sorted(p.name for p in folder.glob("*.png")) == sorted(f"{s}{x}.png" for s in (21, 22, 23) for x in ("", "_labels"))
+    (folder / "22.png").write_bytes(b"")  # a broken cache file is rendered again
+    again = render_phantoms(replace(cfg, count=4), 128, cache=tmp_path)  # one more seed: only it and 22 are new
+    for a, b, c in zip(fresh, cached, again):
+        np.testing.assert_array_equal(a.image, b.image)
+        np.testing.assert_array_equal(a.target, c.target)
+        np.testing.assert_array_equal(a.image, c.image)
+    assert len(again) == 4 and (folder / "24.png").is_file()
+    # Another working resolution is another recipe, so another folder.
+    assert phantom_cache_dir(tmp_path, phantom_recipe(cfg, 96, ())) != folder

@@ -23,26 +23,31 @@ and resumable from ``checkpoint.pt`` (tensors and plain numbers only, read with
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
+import multiprocessing
 import os
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..datasets import detect_convention, find_pairs, read_binary_mask
+from ..datasets import MaskConvention, detect_convention, find_pairs, read_binary_mask
 from ..errors import InputError, UsageError
-from ..io import read_image, write_bytes
+from ..io import read_image, write_bytes, write_json, write_png
 from ..labels import HAIR, LESION, NUM_CLASSES
 from .augment import IGNORE, AugmentOptions, augment_sample
-from .inference import to_working
-from .model import InputSpec, save_model
+from .inference import autocast_dtype, to_working
+from .model import InputSpec, resolve_device, save_model
 from .network import NetworkConfig, SmallUNet
 
 logger = logging.getLogger(__name__)
@@ -90,28 +95,61 @@ class RealSetConfig:
 class PhantomConfig:
     """Phantoms rendered by :func:`imgtool.synth.render_photo` for training.
 
+    Phantom ``seed_start + i`` is rendered at ``sizes[i % len(sizes)]`` and then
+    brought to the working resolution exactly as inference brings a photo there
+    (:func:`~imgtool.segmentation.inference.to_working`), so the network trains on
+    structures at the scale it will see them.
+
     Attributes
     ----------
     count : int
         Number of distinct phantoms (seeds ``seed_start .. seed_start + count - 1``).
-    size : (int, int)
-        ``(width, height)`` they are rendered at.
+    sizes : tuple of (int, int)
+        ``(width, height)`` sizes they are rendered at, in turn.
     seed_start : int
         First seed.
     texture_sets : tuple of str
         Real sets whose TRAINING photos lend skin and hair textures.
+    workers : int
+        Processes that render in parallel (0: one per CPU core).
+    cache_dir : str or None
+        Folder of the phantom cache (relative to the config file's folder when
+        relative); None renders into memory on every run. Cached phantoms are
+        reused by every run whose recipe (sizes, working resolution, texture files,
+        generator source) is the same; see :func:`phantom_cache_dir`.
     """
 
     count: int = 400
-    size: tuple[int, int] = (512, 512)
+    sizes: tuple[tuple[int, int], ...] = ((512, 384),)
     seed_start: int = 1_000_000
     texture_sets: tuple[str, ...] = ()
+    workers: int = 0
+    cache_dir: str | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "size", tuple(int(v) for v in self.size))
+        sizes = tuple(tuple(int(v) for v in wh) for wh in self.sizes)
+        object.__setattr__(self, "sizes", sizes)
         object.__setattr__(self, "texture_sets", tuple(self.texture_sets))
         if self.count < 1:
             raise ValueError(f"phantom count must be positive, got {self.count}")
+        if not sizes or any(len(wh) != 2 or min(wh) < 64 for wh in sizes):
+            raise ValueError(f"phantom sizes must be (width, height) pairs of at least 64 px, got {self.sizes}")
+        if self.workers < 0:
+            raise ValueError(f"phantom workers must be >= 0, got {self.workers}")
+
+    def size_of(self, seed: int) -> tuple[int, int]:
+        """``(width, height)`` that phantom ``seed`` is rendered at."""
+        return self.sizes[(seed - self.seed_start) % len(self.sizes)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "sizes": [list(wh) for wh in self.sizes],
+            "seed_start": self.seed_start,
+            "texture_sets": list(self.texture_sets),
+            "workers": self.workers,
+            "cache_dir": self.cache_dir,
+        }
 
 
 @dataclass(frozen=True)
@@ -165,12 +203,16 @@ class TrainConfig:
     data_root: str = "../../shared/data"
     config_dir: str | None = field(default=None, compare=False)
 
+    def resolve(self, path: str | os.PathLike) -> Path:
+        """``path`` as written in the config: relative to ``config_dir`` when relative."""
+        p = Path(path)
+        if p.is_absolute() or self.config_dir is None:
+            return p
+        return (Path(self.config_dir) / p).resolve()
+
     def data_dir(self) -> Path:
         """The folder of the real sets: ``data_root``, relative to ``config_dir`` when relative."""
-        root = Path(self.data_root)
-        if root.is_absolute() or self.config_dir is None:
-            return root
-        return (Path(self.config_dir) / root).resolve()
+        return self.resolve(self.data_root)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "real_sets", tuple(self.real_sets))
@@ -205,12 +247,7 @@ class TrainConfig:
         spec = self.input.to_dict()
         d["input"] = {k: spec[k] for k in ("working_long_side", "tile_size", "overlap", "mean", "std")}
         d["augment"] = self.augment.to_dict()
-        d["phantoms"] = None if self.phantoms is None else {
-            "count": self.phantoms.count,
-            "size": list(self.phantoms.size),
-            "seed_start": self.phantoms.seed_start,
-            "texture_sets": list(self.phantoms.texture_sets),
-        }
+        d["phantoms"] = None if self.phantoms is None else self.phantoms.to_dict()
         d["real_sets"] = [
             {"name": s.name, "cls": s.cls, "weight": s.weight, "train": list(s.train), "test": list(s.test)} for s in self.real_sets
         ]
@@ -274,10 +311,10 @@ class Sample:
     kind: int
 
 
-def real_set_files(cfg: TrainConfig, name: str) -> dict[str, tuple[Path, Path]]:
-    """``{id: (photo, mask)}`` of a real set under ``cfg.data_dir()`` (conventions of :mod:`imgtool.datasets`)."""
+def real_set_files(cfg: TrainConfig, name: str, conv: MaskConvention | None = None) -> dict[str, tuple[Path, Path]]:
+    """``{id: (photo, mask)}`` of a real set under ``cfg.data_dir()`` (conventions of :mod:`imgtool.datasets`; detected when not given)."""
     folder = cfg.data_dir() / name
-    conv = detect_convention(folder)
+    conv = conv or detect_convention(folder)
     return {pid: (img, mask) for pid, img, mask in find_pairs(folder, conv)}
 
 
@@ -291,9 +328,8 @@ def load_real_samples(cfg: TrainConfig, split: str = "train") -> dict[str, list[
     """
     out: dict[str, list[Sample]] = {}
     for s in cfg.real_sets:
-        folder = cfg.data_dir() / s.name
-        conv = detect_convention(folder)
-        files = real_set_files(cfg, s.name)
+        conv = detect_convention(cfg.data_dir() / s.name)
+        files = real_set_files(cfg, s.name, conv)
         ids = s.train if split == "train" else s.test
         missing = [i for i in ids if i not in files]
         if missing:
@@ -314,20 +350,148 @@ def _to_sample(image: np.ndarray, target: np.ndarray, kind: int, long_side: int)
     return Sample(work, target, kind)
 
 
-def render_phantoms(cfg: PhantomConfig, long_side: int, textures: Sequence[Path] = ()) -> list[Sample]:
-    """Render the training phantoms (seeds ``seed_start ..``) with :func:`imgtool.synth.render_photo`."""
+def _generator_digest() -> str:
+    """SHA-256 of the phantom generator's source files: a cache made by other code is not reused."""
+    from .. import synth
+
+    h = hashlib.sha256()
+    for f in sorted(Path(synth.__file__).parent.glob("*.py")):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def phantom_recipe(cfg: PhantomConfig, long_side: int, textures: Sequence[Path]) -> dict[str, Any]:
+    """What a cached phantom depends on, besides its seed (JSON-ready)."""
+    return {
+        "sizes": [list(wh) for wh in cfg.sizes],
+        "working_long_side": int(long_side),
+        "texture_files": [Path(t).name for t in textures],
+        "generator_sha256": _generator_digest(),
+    }
+
+
+def phantom_cache_dir(root: Path, recipe: dict[str, Any]) -> Path:
+    """``root/<first 16 hex digits of the recipe's SHA-256>``: one folder per recipe."""
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+    return root / key
+
+
+def _render_one(job: tuple[int, tuple[int, int], int], options: Any = None) -> tuple[int, np.ndarray, np.ndarray]:
+    """Render phantom ``seed`` at ``size`` and bring it to the working resolution."""
+    from .. import synth
+
+    seed, size, long_side = job
+    img, labels = synth.render_photo(seed, size=size, options=options)
+    sample = _to_sample(img, labels, KIND_ALL, long_side)
+    return seed, sample.image, sample.target
+
+
+def render_phantoms(
+    cfg: PhantomConfig,
+    long_side: int,
+    textures: Sequence[Path] = (),
+    *,
+    cache: Path | None = None,
+) -> list[Sample]:
+    """The training phantoms (seeds ``seed_start ..``) at the working resolution.
+
+    Rendered with :func:`imgtool.synth.render_photo` by ``cfg.workers`` processes,
+    each at its size from ``cfg.sizes`` and downscaled as inference downscales
+    photos. With ``cache``, phantoms found there (under the folder of this recipe,
+    :func:`phantom_cache_dir`) are read instead of rendered, and new ones are
+    written there (PNG), so later runs and longer runs reuse them.
+
+    Parameters
+    ----------
+    cfg : PhantomConfig
+        Seeds, sizes, workers.
+    long_side : int
+        Working resolution (long side).
+    textures : sequence of Path
+        Photo files lending skin and hair textures (training files only).
+    cache : Path, optional
+        Root folder of the phantom cache.
+
+    Returns
+    -------
+    list of Sample
+        In seed order.
+
+    Raises
+    ------
+    UsageError
+        The phantom generator is not installed.
+    """
     try:
         from .. import synth
     except ImportError:
         raise UsageError("training on phantoms needs imgtool.synth (the phantom generator), which is not installed") from None
-    options = synth.SynthOptions(textures=synth.load_texture_bank(list(textures))) if textures else None
-    samples = []
     t0 = time.perf_counter()
-    for i in range(cfg.count):
-        img, labels = synth.render_photo(cfg.seed_start + i, size=cfg.size, options=options)
-        samples.append(_to_sample(img, labels, KIND_ALL, long_side))
-    logger.info("rendered %d phantoms in %.1f s", cfg.count, time.perf_counter() - t0)
-    return samples
+    seeds = list(range(cfg.seed_start, cfg.seed_start + cfg.count))
+    folder = None
+    found: dict[int, Sample] = {}
+    if cache is not None:
+        recipe = phantom_recipe(cfg, long_side, textures)
+        folder = phantom_cache_dir(cache, recipe)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(folder / "recipe.json", recipe)
+        for seed in seeds:
+            img_path, lab_path = folder / f"{seed}.png", folder / f"{seed}_labels.png"
+            if img_path.is_file() and lab_path.is_file():
+                img = cv2.imread(str(img_path), cv2.IMREAD_COLOR)
+                lab = cv2.imread(str(lab_path), cv2.IMREAD_UNCHANGED)
+                if img is not None and lab is not None:
+                    found[seed] = Sample(np.ascontiguousarray(img[..., ::-1]), lab, KIND_ALL)
+    todo = [(s, cfg.size_of(s), int(long_side)) for s in seeds if s not in found]
+    if todo:
+        options = synth.SynthOptions(textures=synth.load_texture_bank(list(textures))) if textures else None
+        workers = min(cfg.workers or (os.cpu_count() or 1), len(todo))
+        render = functools.partial(_render_one, options=options)
+        if workers > 1:
+            # One OpenCV thread per worker: the workers are the parallelism.
+            with multiprocessing.get_context("spawn").Pool(workers, initializer=cv2.setNumThreads, initargs=(1,)) as pool:
+                _collect(pool.imap_unordered(render, todo, chunksize=8), found, folder)
+        else:
+            _collect(map(render, todo), found, folder)
+    logger.info(
+        "phantoms: %d read from the cache and %d rendered in %.1f s%s",
+        cfg.count - len(todo),
+        len(todo),
+        time.perf_counter() - t0,
+        f" (cache {folder})" if folder is not None else "",
+    )
+    return [found[s] for s in seeds]
+
+
+def _collect(done: Iterable[tuple[int, np.ndarray, np.ndarray]], found: dict[int, Sample], folder: Path | None) -> None:
+    """Store rendered phantoms in ``found`` and, with a cache folder, as PNG files there."""
+    for seed, img, lab in done:
+        found[seed] = Sample(img, lab, KIND_ALL)
+        if folder is not None:
+            write_png(folder / f"{seed}.png", img)
+            write_png(folder / f"{seed}_labels.png", lab)
+
+
+def _batches(
+    start: int, cfg: TrainConfig, phantoms: Sequence[Sample], real: dict[str, list[Sample]], threads: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The batches of steps ``start .. cfg.steps - 1`` in order, drawn ahead of the training loop.
+
+    ``threads`` threads draw batches (at least one, in the background); OpenCV and
+    numpy release the GIL in the augmentations, so threads scale without copying the
+    samples into other processes. Every batch depends only on its step, so the
+    number of threads changes no result.
+    """
+    ahead = 2 * max(1, threads)
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        pending: deque[Future] = deque()
+        nxt = start
+        for _ in range(start, cfg.steps):
+            while nxt < cfg.steps and len(pending) < ahead:
+                pending.append(pool.submit(make_batch, nxt, cfg, phantoms, real))
+                nxt += 1
+            yield pending.popleft().result()
 
 
 def make_batch(
@@ -446,11 +610,19 @@ class TrainResult:
         return {"weights": str(self.weights), "steps": self.steps, "first_loss": self.first_loss, "last_loss": self.last_loss}
 
 
-def _save_checkpoint(path: Path, step: int, net: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any) -> None:
+def _save_checkpoint(path: Path, step: int, seconds: float, net: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any, scaler: Any) -> None:
     import io
 
     buf = io.BytesIO()
-    torch.save({"step": step, "model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, buf)
+    state = {
+        "step": step,
+        "seconds": seconds,
+        "model": net.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "scaler": scaler.state_dict(),
+    }
+    torch.save(state, buf)
     write_bytes(path, buf.getvalue())
 
 
@@ -459,7 +631,9 @@ def train(
     out_dir: str | os.PathLike,
     *,
     resume: bool = False,
+    device: str | torch.device = "auto",
     progress: Callable[[int, float], None] | None = None,
+    loader_threads: int = 1,
 ) -> TrainResult:
     """Train the network as ``cfg`` says and write ``<out_dir>/<name>.safetensors`` with its card.
 
@@ -471,8 +645,15 @@ def train(
         Folder for the checkpoint, the log and the final weights.
     resume : bool
         Continue from ``<out_dir>/checkpoint.pt`` when it exists.
+    device : str or torch.device
+        ``"auto"``, ``"cpu"`` or ``"cuda"``. On CUDA the network runs channels-last
+        under autocast (bfloat16 where supported, else float16 with loss scaling).
     progress : callable, optional
         Called as ``progress(step, loss)`` after every step.
+    loader_threads : int
+        Threads that draw (augment) batches ahead of the training loop. Batches
+        depend only on their step, so this changes the speed, never the result.
+        A GPU needs many to be kept busy.
 
     Returns
     -------
@@ -483,24 +664,30 @@ def train(
     InputError
         Missing data.
     UsageError
-        Phantoms asked for without the phantom generator.
+        Phantoms asked for without the phantom generator, or an unknown device.
     """
+    if loader_threads < 1:
+        raise UsageError(f"loader threads must be 1 or more, got {loader_threads}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    dev = resolve_device(device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    net = SmallUNet(cfg.network).to(memory_format=torch.channels_last)
+    net = SmallUNet(cfg.network).to(dev, memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
-    start = 0
+    amp = autocast_dtype(dev)
+    scaler = torch.amp.GradScaler(dev.type, enabled=amp == torch.float16)
+    start, seconds_before = 0, 0.0
     ckpt = out / CHECKPOINT
     if resume and ckpt.is_file():
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        state = torch.load(ckpt, map_location=dev, weights_only=True)
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        start = int(state["step"])
+        scaler.load_state_dict(state.get("scaler", {}))
+        start, seconds_before = int(state["step"]), float(state.get("seconds", 0.0))
         logger.info("resumed from %s at step %d", ckpt, start)
     elif (out / LOG_FILE).exists():
         (out / LOG_FILE).unlink()
@@ -509,8 +696,8 @@ def train(
     phantoms: list[Sample] = []
     t_render = time.perf_counter()
     if cfg.phantom_share > 0 and cfg.phantoms is not None:
-        textures = _texture_files(cfg)
-        phantoms = render_phantoms(cfg.phantoms, cfg.input.working_long_side, textures)
+        cache = None if cfg.phantoms.cache_dir is None else cfg.resolve(cfg.phantoms.cache_dir)
+        phantoms = render_phantoms(cfg.phantoms, cfg.input.working_long_side, _texture_files(cfg), cache=cache)
     render_seconds = time.perf_counter() - t_render
 
     net.train()
@@ -518,12 +705,16 @@ def train(
     first = last = float("nan")
     t0 = time.perf_counter()
     with open(out / LOG_FILE, "a", encoding="utf-8") as log:
-        for step in range(start, cfg.steps):
-            x, t, kinds = make_batch(step, cfg, phantoms, real)
-            loss, parts = masked_loss(net(x), t, kinds)
+        batches = _batches(start, cfg, phantoms, real, loader_threads)
+        for step, (x, t, kinds) in zip(range(start, cfg.steps), batches):
+            x, t, kinds = x.to(dev, non_blocking=True), t.to(dev, non_blocking=True), kinds.to(dev)
+            with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
+                logits = net(x)
+            loss, parts = masked_loss(logits, t, kinds)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             sched.step()
             value = float(loss.detach())
             window.append(value)
@@ -533,14 +724,15 @@ def train(
                 mean = float(np.mean(window))
                 first = mean if np.isnan(first) else first
                 last = mean
-                rec = {"step": step + 1, "loss": round(mean, 5), "lr": sched.get_last_lr()[0], "seconds": round(time.perf_counter() - t0, 1)}
+                elapsed = seconds_before + time.perf_counter() - t0
+                rec = {"step": step + 1, "loss": round(mean, 5), "lr": sched.get_last_lr()[0], "seconds": round(elapsed, 1)}
                 rec.update({k: round(v, 5) for k, v in parts.items()})
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
                 logger.info("step %d/%d loss %.4f", step + 1, cfg.steps, mean)
                 window = []
             if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
-                _save_checkpoint(ckpt, step + 1, net, opt, sched)
+                _save_checkpoint(ckpt, step + 1, seconds_before + time.perf_counter() - t0, net, opt, sched, scaler)
 
     net.eval()
     extra = {
@@ -548,11 +740,14 @@ def train(
             "config": cfg.to_dict(),
             "steps_done": cfg.steps,
             "final_loss": last,
+            "device": dev.type,
+            "threads": torch.get_num_threads(),
+            "loader_threads": loader_threads,
             "phantom_render_seconds": round(render_seconds, 1),
-            "train_seconds_this_run": round(time.perf_counter() - t0, 1),
+            "train_seconds": round(seconds_before + time.perf_counter() - t0, 1),
         }
     }
-    save_model(net, out / cfg.name, input_spec=cfg.input, extra=extra)
+    save_model(net.cpu(), out / cfg.name, input_spec=cfg.input, extra=extra)
     return TrainResult(weights=out / f"{cfg.name}.safetensors", steps=cfg.steps, first_loss=first, last_loss=last)
 
 

@@ -15,7 +15,7 @@ from imgtool.errors import UsageError
 from imgtool.io import write_png
 from imgtool.labels import HAIR, LESION
 from imgtool.segmentation.augment import IGNORE, AugmentOptions, augment_sample
-from imgtool.segmentation.model import load_model
+from imgtool.segmentation.model import load_model, load_network
 from imgtool.segmentation.network import NetworkConfig
 from imgtool.segmentation.train import (
     KIND_ALL,
@@ -184,6 +184,25 @@ def test_loader_workers_change_nothing_but_speed(tmp_path: Path) -> None:
     assert load_model(procs.weights, device="cpu").card["training"]["loader_threads"] == 3
     with pytest.raises(UsageError, match="loader threads"):
         train(cfg, tmp_path / "bad", loader_threads=0)
+
+
+def test_init_weights_start_where_the_parent_ended(tmp_path: Path) -> None:
+    ids = _lesion_folder(tmp_path / "data", 6, seed=4)
+    cfg = _tiny_config(tmp_path / "data", ids, 8)
+    parent = train(cfg, tmp_path / "parent")
+    # A learning rate of zero: the child's weights must be the parent's, bit for bit
+    # (batch-norm statistics still move with the batches, so only parameters are compared).
+    child_cfg = replace(cfg, name="child", lr=0.0, weight_decay=0.0, steps=2, init_weights=str(parent.weights))
+    child = train(child_cfg, tmp_path / "child")
+    a, _, a_sha = load_network(parent.weights)
+    b, b_card, _ = load_network(child.weights)
+    b_params = dict(b.named_parameters())
+    for k, v in a.named_parameters():
+        torch.testing.assert_close(v, b_params[k], rtol=0, atol=0)
+    assert b_card["training"]["init_weights"]["sha256"] == a_sha
+    other = replace(child_cfg, network=NetworkConfig(widths=(8, 16, 16)))
+    with pytest.raises(UsageError, match="another architecture"):
+        train(other, tmp_path / "other")
 
 
 def test_tiny_run_on_phantoms_lowers_the_loss(tmp_path: Path) -> None:

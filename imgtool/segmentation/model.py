@@ -38,7 +38,7 @@ from .network import NetworkConfig, SmallUNet, count_flops, count_parameters, fo
 logger = logging.getLogger(__name__)
 
 #: Name of the model that ``load_model(None)`` loads from the shipped models.
-DEFAULT_MODEL_NAME: str = "unet_s_v1"
+DEFAULT_MODEL_NAME: str = "unet_s_v2"
 CARD_FORMAT: str = "imgtool-segmentation-model"
 CARD_FORMAT_VERSION: int = 1
 #: Input normalisation: ``(rgb / 255 - mean) / std`` per channel.
@@ -231,6 +231,42 @@ def build_network(card: Mapping[str, Any]) -> SmallUNet:
         raise ModelError(f"bad architecture arguments in model card: {exc}") from None
 
 
+def load_network(name_or_path: str | os.PathLike | None = None) -> tuple[SmallUNet, dict[str, Any], str]:
+    """The trainable network of a model (batch norm not folded), on the CPU, hash checked.
+
+    Returns
+    -------
+    (SmallUNet, dict, str)
+        The network in train mode, its card and the weights' sha256.
+
+    Raises
+    ------
+    ModelError
+        As :func:`load_model`.
+    """
+    weights_path, card_path = _model_paths(name_or_path)
+    card = read_card(card_path)
+    if not weights_path.is_file():
+        raise ModelError(f"model weights {weights_path} not found")
+    digest = file_sha256(weights_path)
+    expected = card["weights"].get("sha256")
+    if digest != expected:
+        raise ModelError(f"model weights {weights_path} are corrupt or changed: sha256 {digest[:12]}... does not match the card's {str(expected)[:12]}...")
+    try:
+        state = load_file(str(weights_path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelError(f"model weights {weights_path} cannot be read: {exc}") from None
+    net = build_network(card)
+    reference = net.state_dict()
+    state = {k: (v.to(reference[k].dtype) if k in reference else v) for k, v in state.items()}
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise ModelError(f"model weights {weights_path} do not fit the card's architecture: {first}") from None
+    return net, card, digest
+
+
 def load_model(name_or_path: str | os.PathLike | None = None, *, device: str | torch.device = "auto") -> SegmentationModel:
     """Load a segmentation model, checking its hash and loading its weights strictly.
 
@@ -256,26 +292,8 @@ def load_model(name_or_path: str | os.PathLike | None = None, *, device: str | t
         A bad device, or CUDA asked for without one.
     """
     dev = resolve_device(device)
+    net, card, digest = load_network(name_or_path)
     weights_path, card_path = _model_paths(name_or_path)
-    card = read_card(card_path)
-    if not weights_path.is_file():
-        raise ModelError(f"model weights {weights_path} not found")
-    digest = file_sha256(weights_path)
-    expected = card["weights"].get("sha256")
-    if digest != expected:
-        raise ModelError(f"model weights {weights_path} are corrupt or changed: sha256 {digest[:12]}... does not match the card's {str(expected)[:12]}...")
-    try:
-        state = load_file(str(weights_path), device="cpu")
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelError(f"model weights {weights_path} cannot be read: {exc}") from None
-    net = build_network(card)
-    reference = net.state_dict()
-    state = {k: (v.to(reference[k].dtype) if k in reference else v) for k, v in state.items()}
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise ModelError(f"model weights {weights_path} do not fit the card's architecture: {first}") from None
     net.eval()
     fold_batchnorm(net)
     net = net.to(dev, memory_format=torch.channels_last)

@@ -47,7 +47,7 @@ from ..io import read_image, write_bytes, write_json, write_png
 from ..labels import HAIR, LESION, NUM_CLASSES
 from .augment import IGNORE, AugmentOptions, augment_sample
 from .inference import autocast_dtype, to_working
-from .model import InputSpec, resolve_device, save_model
+from .model import InputSpec, load_network, resolve_device, save_model
 from .network import NetworkConfig, SmallUNet
 
 logger = logging.getLogger(__name__)
@@ -180,6 +180,10 @@ class TrainConfig:
     data_root : str
         Folder of the real sets, as written in the config; a relative path is
         relative to ``config_dir`` (see :meth:`data_dir`).
+    init_weights : str or None
+        A model (``.safetensors``, relative to ``config_dir`` when relative) whose
+        weights start the run instead of a random initialisation: a longer run in
+        stages, or fine-tuning. Its name and sha256 are recorded in the card.
     config_dir : str or None
         Folder of the config file (set by :func:`load_train_config`; not recorded).
     """
@@ -201,6 +205,7 @@ class TrainConfig:
     phantoms: PhantomConfig | None = None
     real_sets: tuple[RealSetConfig, ...] = ()
     data_root: str = "../../shared/data"
+    init_weights: str | None = None
     config_dir: str | None = field(default=None, compare=False)
 
     def resolve(self, path: str | os.PathLike) -> Path:
@@ -241,6 +246,7 @@ class TrainConfig:
                 "log_every",
                 "threads",
                 "data_root",
+                "init_weights",
             )
         }
         d["network"] = self.network.to_dict()
@@ -674,7 +680,18 @@ def train(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    net = SmallUNet(cfg.network).to(dev, memory_format=torch.channels_last)
+    net = SmallUNet(cfg.network)
+    init: dict[str, Any] | None = None
+    if cfg.init_weights is not None:
+        path = cfg.resolve(cfg.init_weights)
+        parent, _, digest = load_network(path)
+        try:
+            net.load_state_dict(parent.state_dict(), strict=True)
+        except RuntimeError:
+            raise UsageError(f"init weights {cfg.init_weights} are of another architecture than the config's network") from None
+        init = {"path": cfg.init_weights, "name": Path(path).stem, "sha256": digest}
+        logger.info("starting from %s (%s)", cfg.init_weights, digest[:12])
+    net = net.to(dev, memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
     amp = autocast_dtype(dev)
@@ -743,6 +760,7 @@ def train(
             "device": dev.type,
             "threads": torch.get_num_threads(),
             "loader_threads": loader_threads,
+            "init_weights": init,
             "phantom_render_seconds": round(render_seconds, 1),
             "train_seconds": round(seconds_before + time.perf_counter() - t0, 1),
         }

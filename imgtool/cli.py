@@ -517,6 +517,13 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         dask_local=args.dask_local,
         progress=not args.quiet,
     )
+    if (args.dask_local is not None or args.dask_scheduler is not None) and not args.verbose:
+        try:  # distributed logs cluster start and stop at INFO; keep stderr to progress and problems
+            import distributed  # noqa: F401
+
+            logging.getLogger("distributed").setLevel(logging.WARNING)
+        except ImportError:
+            pass
     summary = run_batch(args.manifest, args.out, options=opts)
     print(f"batch: {summary.count('done')} done, {summary.count('skipped')} skipped, {summary.count('failed')} failed ({summary.results_csv})")
     return EXIT_OK if summary.ok else EXIT_INPUT

@@ -314,3 +314,10 @@ def test_outputs_never_leave_out(pairs: Path, tmp_path: Path) -> None:
     new = {p for p in tmp_path.rglob("*")} - before
     assert new and all(tmp_path / "out" in p.parents or p == tmp_path / "out" for p in new)
     assert np.isfinite(float(read_results(tmp_path / "out" / "results.csv")[0]["metrics.before.skin_area_px"]))
+
+
+@pytest.mark.parametrize("shard", ["0/2", "3/2", "1-2", "a/b"])
+def test_bad_shard_is_a_usage_error(pairs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], shard: str) -> None:
+    code = main(["batch", str(pairs / "manifest.csv"), "-o", str(tmp_path / "out"), "--shard", shard, "--quiet"])
+    assert code == 2 and "--shard" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

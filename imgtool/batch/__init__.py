@@ -234,7 +234,8 @@ def run_batch(manifest: PathLike, out: PathLike, *, options: BatchOptions | None
             )
     finally:
         bar.close()
-    results = write_results(out_dir, full)
+        # Rebuilt from the pair folders even when the run stops early, so it is never stale or partial.
+        results = write_results(out_dir, full)
     summary = BatchSummary(out_dir, results, tuple(outcomes), time.perf_counter() - t0, stats)
     logger.info("batch: %d done, %d skipped, %d failed in %.1f s", summary.count("done"), summary.count("skipped"), summary.count("failed"), summary.wall_s)
     return summary

@@ -146,20 +146,24 @@ def run_dask(
     try:
         with distributed.Client(address) as client:
             _register(client, plugin)
-            n_workers = max(1, len(client.scheduler_info().get("workers", {})))
             todo = iter(jobs)
             ac = distributed.as_completed()
             in_flight: dict[str, PairJob] = {}
 
-            def submit_next() -> None:
+            def submit_next() -> bool:
                 job = next(todo, None)
-                if job is not None:
-                    fut = client.submit(_task, job, ctx, plugin.name, batch_size, resources=resources, pure=False)
-                    in_flight[fut.key] = job
-                    ac.add(fut)
+                if job is None:
+                    return False
+                fut = client.submit(_task, job, ctx, plugin.name, batch_size, resources=resources, pure=False)
+                in_flight[fut.key] = job
+                ac.add(fut)
+                return True
 
-            # Bounded: a few tasks per worker in flight, so the scheduler's memory stays flat.
-            for _ in range(2 * n_workers + 2):
+            def target() -> int:
+                # Bounded: a few tasks per worker in flight (workers may join later, e.g. SLURM jobs starting).
+                return 2 * max(1, len(client.nthreads())) + 2
+
+            for _ in range(target()):
                 submit_next()
             for fut in ac:
                 job = in_flight.pop(fut.key)
@@ -171,7 +175,8 @@ def run_dask(
                 if on_outcome is not None:
                     on_outcome(o)
                 fut.release()
-                submit_next()
+                while submit_next() and len(in_flight) < target():
+                    pass
     finally:
         if cluster is not None:
             cluster.close()

@@ -16,9 +16,11 @@ import multiprocessing
 import os
 import time
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
+from ..errors import ImgtoolError
 from ..segmentation import SegmentationModel
 from .manifest import PairJob
 from .stages import PairOutcome, StageContext, StagedPair, device_stage, fail, finish_stage, load_stage
@@ -144,10 +146,10 @@ def run_pipeline(
                 job = next(todo, None)
                 if job is None:
                     return
-                loads[pool.submit(load_stage, job, ctx)] = job
+                loads[_submit(pool, load_stage, job, ctx)] = job
 
         def submit_finish(staged: StagedPair, labels: Any) -> None:
-            finishes[pool.submit(finish_stage, staged, labels, ctx)] = staged
+            finishes[_submit(pool, finish_stage, staged, labels, ctx)] = staged
 
         top_up()
         while loads or finishes or ready:
@@ -184,6 +186,15 @@ def run_pipeline(
                     submit_finish(s, lab)
             top_up()
     return outcomes, DeviceStats(busy, time.perf_counter() - t0, calls, photos)
+
+
+def _submit(pool: Executor, fn: Callable[..., Any], *args: Any) -> Future:
+    try:
+        return pool.submit(fn, *args)
+    except BrokenProcessPool:
+        raise ImgtoolError(
+            "a worker process died (killed, or out of memory); finished pairs are kept: rerun with --resume, perhaps with fewer --workers"
+        ) from None
 
 
 def _result(f: Future, job: PairJob, ctx: StageContext, staged: StagedPair | None = None) -> Any:

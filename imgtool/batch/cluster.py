@@ -49,6 +49,9 @@ class ModelPlugin(_PluginBase):  # type: ignore[misc,valid-type]
         ``"auto"``, ``"cpu"`` or ``"cuda"``.
     threads : int or None
         Torch/OpenCV threads per worker (None: leave the worker's default).
+    name : str
+        The plugin's name on the workers; it carries the model's hash and device, so
+        a batch with another model registers (and loads) its own.
     """
 
     def __init__(self, method: str, model_name: str | None, device: str, threads: int | None, name: str) -> None:

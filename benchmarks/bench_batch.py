@@ -16,7 +16,7 @@ Three measurements, each in its own process(es), all from phantom pairs drawn he
    flat means the median of the last quarter of the run is close to that of the
    first quarter (both after the workers have started).
 3. **CUDA** (``--cuda-only``, or added to a run where CUDA exists): ``--cuda-pairs``
-   12-megapixel JPEG pairs (4000x3000, quality 92) through ``run_batch`` on the GPU:
+   (default 32) 12-megapixel JPEG pairs (4000x3000, quality 92; ``--cuda-distinct`` drawn) through ``run_batch`` on the GPU:
    pairs/s and the device's busy fraction (time in segmentation calls / wall time),
    and the same pairs' first ``--cuda-peer-pairs`` one at a time in one process
    (``workers=0``) as the peer.
@@ -222,7 +222,7 @@ def cuda(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         return {"skipped": "no CUDA device"}
     jobs = max(1, (os.cpu_count() or 1) - 1)
     t = time.perf_counter()
-    manifest = make_manifest(work / "jpeg12", args.cuda_pairs, args.cuda_distinct, (4000, 3000), ext="jpg", jobs=min(jobs, args.cuda_distinct))
+    manifest = make_manifest(work / "jpeg12", args.cuda_pairs, args.cuda_distinct, args.cuda_size, ext="jpg", jobs=min(jobs, args.cuda_distinct))
     draw_s = time.perf_counter() - t
     workers = args.cuda_workers if args.cuda_workers is not None else jobs
     main = _busy_fraction(manifest, work / "cuda_batch", device="cuda", workers=workers)
@@ -231,7 +231,7 @@ def cuda(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "gpu": torch.cuda.get_device_name(0),
         "pairs": args.cuda_pairs,
         "distinct_pairs": min(args.cuda_distinct, args.cuda_pairs),
-        "size": [4000, 3000],
+        "size": list(args.cuda_size),
         "draw_s": draw_s,
         "workers": workers,
         "batch": main,
@@ -255,10 +255,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--memory-pairs", type=int, default=200, help="pairs of the memory run (default 200; the issue's run: 1000; 0 skips it)")
     p.add_argument("--skip-throughput", action="store_true", help="only the memory (and CUDA) runs")
     p.add_argument("--cuda-only", action="store_true", help="only the CUDA measurement (12-MP JPEG pairs)")
-    p.add_argument("--cuda-pairs", type=int, default=48, help="12-MP pairs of the CUDA run (default 48)")
+    p.add_argument("--cuda-pairs", type=int, default=32, help="12-MP pairs of the CUDA run (default 32)")
+    p.add_argument("--cuda-size", type=_size, default=(4000, 3000), help="photo size of the CUDA run (default 4000x3000, 12 MP)")
     p.add_argument("--cuda-distinct", type=int, default=4, help="distinct 12-MP phantom pairs drawn (default 4)")
     p.add_argument("--cuda-workers", type=int, default=None, help="batch workers on the GPU machine (default: cores - 1)")
-    p.add_argument("--cuda-peer-pairs", type=int, default=6, help="pairs of the one-process CUDA peer (default 6)")
+    p.add_argument("--cuda-peer-pairs", type=int, default=4, help="pairs of the one-process CUDA peer (default 4)")
     p.add_argument("--work", default=None, help="scratch folder (default: a temporary one, removed)")
     p.add_argument("--out", default=None, help="JSON output (default benchmarks/results/batch.json or batch_cuda.json)")
     args = p.parse_args(argv)
@@ -308,8 +309,8 @@ def format_table(report: dict[str, Any]) -> str:
     cu = report.get("cuda")
     if cu and "skipped" not in cu:
         b, pe = cu["batch"], cu["one_process_peer"]
-        lines.append(f"cuda ({cu['gpu']}): {cu['pairs']} pairs of 4000x3000 JPEG, {cu['workers']} workers")
-        lines.append(f"  batch: {b['pairs_per_s']:.2f} pairs/s, device busy fraction {b['device']['busy_fraction']:.2f}")
+        lines.append(f"cuda ({cu['gpu']}): {cu['pairs']} pairs of {cu['size'][0]}x{cu['size'][1]} JPEG, {cu['workers']} workers")
+        lines.append(f"  batch: {b['pairs_per_s']:.2f} pairs/s ({b['done']} done, {b['failed']} failed), device busy fraction {b['device']['busy_fraction']:.2f}")
         lines.append(f"  one process (workers=0), {pe['pairs']} pairs: {pe['pairs_per_s']:.2f} pairs/s; ratio {cu['ratio_to_peer']:.2f}")
     elif cu:
         lines.append(f"cuda: {cu['skipped']}")

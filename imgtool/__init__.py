@@ -22,6 +22,7 @@ from .segmentation import SegmentResult, segment, segment_many
 from .segmentation import SegmentationModel, load_model, segment_labels
 from .evaluate import Evaluation, evaluate_masks, evaluate_phantoms
 from .synth import DiseaseChange, PhantomPair, SynthOptions, render_pair, render_photo
+from .batch import BatchOptions, BatchSummary, run_batch
 
 __all__ = [
     "__version__",
@@ -68,4 +69,7 @@ __all__ = [
     "segment_labels",
     "write_analysis",
     "write_segmentation",
+    "BatchOptions",
+    "BatchSummary",
+    "run_batch",
 ]

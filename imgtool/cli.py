@@ -220,7 +220,34 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--split", default=None, metavar="FILE", help="score only the ids listed in FILE (text, or JSON list / object)")
     g.add_argument("--split-key", default=None, metavar="KEY", help="list inside a JSON split file, dots for nesting (default 'test')")
     g.add_argument("--ids", default=None, metavar="A,B,...", help="score only these ids")
+
+    p = sub.add_parser("batch", help="analyse every pair of a CSV manifest into one folder and one results.csv")
+    p.add_argument("manifest", help="CSV with pair_id, before, after (or patient_id, view, timepoint, image); other columns pass through")
+    p.add_argument("-o", "--out", required=True, help="output folder: one sub-folder per pair and results.csv")
+    p.add_argument("--workers", type=_nonnegative_int, default=None, metavar="N", help="worker processes for reading, registration and quantification (default: one per core; 0: one process)")
+    p.add_argument("--resume", action="store_true", help="skip pairs whose outputs are complete and made from the same inputs, settings and model")
+    p.add_argument("--shard", type=_shard, default=None, metavar="I/N", help="run only shard I of N (1-based; for array jobs sharing one output folder)")
+    p.add_argument("--consecutive", action="store_true", help="longitudinal manifests: also compare each timepoint with the previous one")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--dask-scheduler", default=None, metavar="ADDRESS", help="run pairs as Dask tasks on this scheduler (tcp://host:port)")
+    g.add_argument("--dask-local", type=_positive_int, default=None, metavar="N", help="run pairs as Dask tasks on a local cluster of N worker processes")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--pixel-size-mm", type=_positive_float, default=None, metavar="F", help="BEFORE's pixel side in mm for rows without pixel_size_mm")
+    p.add_argument("--min-lesion-area", type=_nonnegative_int, default=None, metavar="PX", help="smallest lesion counted as an object (default 1e-4 of BEFORE's pixels)")
+    _add_method(p)
+    _add_limits(p)
+    _add_nonrigid(p)
     return parser
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N such as 1/4, got {text!r}") from None
+    if not (n >= 1 and 1 <= i <= n):
+        raise argparse.ArgumentTypeError(f"expected I/N with 1 <= I <= N, got {text!r}")
+    return i, n
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -479,11 +506,48 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from .batch import BatchOptions, run_batch
+    from .pipeline import AnalysisOptions
+    from .registration import RegistrationOptions
+
+    analysis = AnalysisOptions(
+        method=args.method,
+        pixel_size_mm=args.pixel_size_mm,
+        max_pixels=_max_pixels(args),
+        min_lesion_area_px=args.min_lesion_area,
+        registration=RegistrationOptions(nonrigid=args.nonrigid),
+    )
+    opts = BatchOptions(
+        analysis=analysis,
+        device=args.device,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        resume=args.resume,
+        shard=args.shard,
+        consecutive=args.consecutive,
+        dask_scheduler=args.dask_scheduler,
+        dask_local=args.dask_local,
+        progress=not args.quiet,
+    )
+    if (args.dask_local is not None or args.dask_scheduler is not None) and not args.verbose:
+        try:  # distributed logs cluster start and stop at INFO; keep stderr to progress and problems
+            import distributed  # noqa: F401
+
+            logging.getLogger("distributed").setLevel(logging.WARNING)
+        except ImportError:
+            pass
+    summary = run_batch(args.manifest, args.out, options=opts)
+    print(f"batch: {summary.count('done')} done, {summary.count('skipped')} skipped, {summary.count('failed')} failed ({summary.results_csv})")
+    return EXIT_OK if summary.ok else EXIT_INPUT
+
+
 _COMMANDS = {"analyze": _cmd_analyze, "register": _cmd_register, "segment": _cmd_segment, "train": _cmd_train}
 _COMMANDS["synth"] = _cmd_synth
 _COMMANDS["synth-sheet"] = _cmd_synth_sheet
 _COMMANDS["evaluate"] = _cmd_evaluate
 _COMMANDS["salt"] = _cmd_salt
+_COMMANDS["batch"] = _cmd_batch
 
 
 def main(argv: Sequence[str] | None = None) -> int:

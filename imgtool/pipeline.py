@@ -209,12 +209,107 @@ def analyze_pair(
     """
     opts = options or AnalysisOptions()
     model = prepare_model(opts.method, model, device)
+    loaded = load_pair(before, after, roi=roi, options=opts)
+    labels_b, labels_a = segment_labels([loaded.before_image, loaded.after_image], method=opts.method, model=model)
+    return finish_pair(loaded, labels_b, labels_a, options=opts, model=model_entry(opts.method, model))
+
+
+@dataclass(frozen=True)
+class LoadedPair:
+    """A pair's photos and ROI, read and checked: the first stage of :func:`analyze_pair`.
+
+    Attributes
+    ----------
+    before_image, after_image : (H, W, 3) uint8 ndarray
+        The photos, EXIF-oriented RGB.
+    before_info, after_info : ImageInfo
+        Where they came from.
+    roi : (H_b, W_b) bool ndarray or None
+        Region of interest in BEFORE's frame.
+    roi_path : str or None
+        The ROI's file, for result.json.
+    """
+
+    before_image: np.ndarray = field(repr=False)
+    after_image: np.ndarray = field(repr=False)
+    before_info: ImageInfo
+    after_info: ImageInfo
+    roi: np.ndarray | None = field(repr=False)
+    roi_path: str | None
+
+
+def load_pair(
+    before: ImageSource,
+    after: ImageSource,
+    *,
+    roi: ImageSource | None = None,
+    options: AnalysisOptions | None = None,
+) -> LoadedPair:
+    """Read a pair's photos and ROI (the CPU stage before segmentation).
+
+    Parameters
+    ----------
+    before, after : path-like or (H, W, 3) uint8 ndarray
+        The BEFORE and AFTER photos.
+    roi : path-like or (H, W) bool ndarray, optional
+        Region of interest in BEFORE's frame.
+    options : AnalysisOptions, optional
+        Only ``max_pixels`` is used.
+
+    Returns
+    -------
+    LoadedPair
+
+    Raises
+    ------
+    InputError
+        An image or the ROI cannot be read, or the ROI's size is not BEFORE's.
+    """
+    opts = options or AnalysisOptions()
     img_b, info_b = as_image(before, max_pixels=opts.max_pixels)
     img_a, info_a = as_image(after, max_pixels=opts.max_pixels)
     roi_b = None if roi is None else read_mask(roi, shape=img_b.shape[:2], name="ROI")
+    return LoadedPair(
+        before_image=img_b,
+        after_image=img_a,
+        before_info=info_b,
+        after_info=info_a,
+        roi=roi_b,
+        roi_path=None if roi is None or isinstance(roi, np.ndarray) else str(roi),
+    )
+
+
+def finish_pair(
+    loaded: LoadedPair,
+    labels_b: np.ndarray,
+    labels_a: np.ndarray,
+    *,
+    options: AnalysisOptions,
+    model: dict[str, Any],
+) -> PairAnalysis:
+    """Register, warp and quantify a segmented pair (the CPU stage after segmentation).
+
+    Parameters
+    ----------
+    loaded : LoadedPair
+        What :func:`load_pair` returned.
+    labels_b, labels_a : (H, W) uint8 ndarray
+        Label maps of BEFORE and AFTER (label contract), at their photos' sizes.
+    options : AnalysisOptions
+        The analysis settings.
+    model : dict
+        result.json's ``model`` entry (``{"name", "sha256", ...}``).
+
+    Returns
+    -------
+    PairAnalysis
+        As :func:`analyze_pair` returns it.
+    """
+    opts = options
+    img_b, img_a, roi_b = loaded.before_image, loaded.after_image, loaded.roi
+    info_b, info_a = loaded.before_info, loaded.after_info
     warnings: list[str] = []
 
-    labels_b, labels_a = segment_labels([img_b, img_a], method=opts.method, model=model)
     # The labels tell registration where the skin changes by design (lesions, hair).
     reg = register(img_b, img_a, options=opts.registration, before_labels=labels_b, after_labels=labels_a)
     if not reg.aligned:
@@ -294,11 +389,11 @@ def analyze_pair(
         after=info_a,
         options=opts,
         registration=reg,
-        model=_model_entry(opts.method, model),
+        model=dict(model),
         metrics_before=m_b,
         metrics_after=m_a,
         change=change,
-        roi_path=None if roi is None or isinstance(roi, np.ndarray) else str(roi),
+        roi_path=loaded.roi_path,
         warnings=tuple(warnings),
         before_image=img_b,
         after_image=img_a,
@@ -313,7 +408,8 @@ def analyze_pair(
     )
 
 
-def _model_entry(method: str, model: SegmentationModel | None) -> dict[str, Any]:
+def model_entry(method: str, model: SegmentationModel | None) -> dict[str, Any]:
+    """result.json's ``model`` entry: the CNN's ``{"name", "sha256", "device"}``, or ``{"name": method, "sha256": None}``."""
     info = model_info(method, model)
     if info is None:
         return {"name": method, "sha256": None}

@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         for key in ("accuracy", "skin", "lesion", "hair"):
             cnn, cl = (rec[m]["accuracy"] if key == "accuracy" else rec[m]["dice"][key] for m in methods)
             if cnn is not None:
-                print(f"{stem:<24} {key:<7} {1:>3} {'acc' if key == 'accuracy' else 'dice':<7} {cnn:>7.3f} {cl:>9.3f}")
+                cl_text = "-" if cl is None else f"{cl:.3f}"
+                print(f"{stem:<24} {key:<7} {1:>3} {'acc' if key == 'accuracy' else 'dice':<7} {cnn:>7.3f} {cl_text:>9}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, result)

@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_limits(p)
 
     p = sub.add_parser("train", help="train the segmentation CNN from a config file")
-    p.add_argument("config", help="training config (JSON), e.g. models/unet_s_v2.train.json")
+    p.add_argument("config", help="training config (JSON), e.g. models/unet_s_v3.train.json")
     p.add_argument("-o", "--out", required=True, help="folder for checkpoint, log and the trained weights")
     p.add_argument("--resume", action="store_true", help="continue from the folder's checkpoint")
     p.add_argument(
@@ -180,6 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         metavar="N",
         help="threads that draw augmented batches ahead of training; changes speed only, never the result; default 1",
+    )
+    p.add_argument(
+        "--stop-after",
+        type=_positive_int,
+        default=None,
+        metavar="STEP",
+        help="end after this step (checkpoint and weights of that step; the schedule still spans the config's steps; --resume goes on)",
     )
 
     p = sub.add_parser("synth", help="draw phantom before/after pairs whose truth is known exactly")
@@ -398,7 +405,7 @@ def _cmd_salt(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .segmentation.train import load_train_config, train
 
-    result = train(load_train_config(args.config), args.out, resume=args.resume, device=args.device, loader_threads=args.loader_threads)
+    result = train(load_train_config(args.config), args.out, resume=args.resume, device=args.device, loader_threads=args.loader_threads, stop_after=args.stop_after)
     logger.info("trained %s (loss %.4f -> %.4f)", result.weights, result.first_loss, result.last_loss)
     print(result.weights)
     return EXIT_OK

@@ -186,6 +186,23 @@ def test_loader_workers_change_nothing_but_speed(tmp_path: Path) -> None:
         train(cfg, tmp_path / "bad", loader_threads=0)
 
 
+def test_stop_after_then_resume_is_the_whole_run(tmp_path: Path) -> None:
+    ids = _lesion_folder(tmp_path / "data", 6, seed=5)
+    cfg = _tiny_config(tmp_path / "data", ids, 9)
+    whole = train(cfg, tmp_path / "whole")
+    part = train(cfg, tmp_path / "parts", stop_after=5)
+    assert part.steps == 5
+    assert load_model(part.weights, device="cpu").card["training"]["steps_done"] == 5
+    rest = train(cfg, tmp_path / "parts", resume=True)
+    assert rest.steps == 9
+    a = load_model(whole.weights, device="cpu").network.state_dict()
+    b = load_model(rest.weights, device="cpu").network.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-3)
+    with pytest.raises(UsageError, match="stop after"):
+        train(cfg, tmp_path / "bad", stop_after=10)
+
+
 def test_init_weights_start_where_the_parent_ended(tmp_path: Path) -> None:
     ids = _lesion_folder(tmp_path / "data", 6, seed=4)
     cfg = _tiny_config(tmp_path / "data", ids, 8)

@@ -640,6 +640,7 @@ def train(
     device: str | torch.device = "auto",
     progress: Callable[[int, float], None] | None = None,
     loader_threads: int = 1,
+    stop_after: int | None = None,
 ) -> TrainResult:
     """Train the network as ``cfg`` says and write ``<out_dir>/<name>.safetensors`` with its card.
 
@@ -660,6 +661,11 @@ def train(
         Threads that draw (augment) batches ahead of the training loop. Batches
         depend only on their step, so this changes the speed, never the result.
         A GPU needs many to be kept busy.
+    stop_after : int, optional
+        End the run after this step (a checkpoint is written there) and write the
+        weights of that step, the schedule still spanning ``cfg.steps``: a run in
+        parts under a time limit (``resume`` continues it), or weights taken before
+        the end of the schedule. The card records the steps done.
 
     Returns
     -------
@@ -672,6 +678,8 @@ def train(
     UsageError
         Phantoms asked for without the phantom generator, or an unknown device.
     """
+    if stop_after is not None and not 0 < stop_after <= cfg.steps:
+        raise UsageError(f"stop after must be a step from 1 to {cfg.steps}, got {stop_after}")
     if loader_threads < 1:
         raise UsageError(f"loader threads must be 1 or more, got {loader_threads}")
     out = Path(out_dir)
@@ -723,7 +731,8 @@ def train(
     t0 = time.perf_counter()
     with open(out / LOG_FILE, "a", encoding="utf-8") as log:
         batches = _batches(start, cfg, phantoms, real, loader_threads)
-        for step, (x, t, kinds) in zip(range(start, cfg.steps), batches):
+        end = cfg.steps if stop_after is None else stop_after
+        for step, (x, t, kinds) in zip(range(start, end), batches):
             x, t, kinds = x.to(dev, non_blocking=True), t.to(dev, non_blocking=True), kinds.to(dev)
             with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
                 logits = net(x)
@@ -737,7 +746,7 @@ def train(
             window.append(value)
             if progress is not None:
                 progress(step + 1, value)
-            if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            if (step + 1) % cfg.log_every == 0 or step + 1 == end:
                 mean = float(np.mean(window))
                 first = mean if np.isnan(first) else first
                 last = mean
@@ -748,14 +757,14 @@ def train(
                 log.flush()
                 logger.info("step %d/%d loss %.4f", step + 1, cfg.steps, mean)
                 window = []
-            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == end:
                 _save_checkpoint(ckpt, step + 1, seconds_before + time.perf_counter() - t0, net, opt, sched, scaler)
 
     net.eval()
     extra = {
         "training": {
             "config": cfg.to_dict(),
-            "steps_done": cfg.steps,
+            "steps_done": max(start, end),
             "final_loss": last,
             "device": dev.type,
             "threads": torch.get_num_threads(),
@@ -766,7 +775,7 @@ def train(
         }
     }
     save_model(net.cpu(), out / cfg.name, input_spec=cfg.input, extra=extra)
-    return TrainResult(weights=out / f"{cfg.name}.safetensors", steps=cfg.steps, first_loss=first, last_loss=last)
+    return TrainResult(weights=out / f"{cfg.name}.safetensors", steps=max(start, end), first_loss=first, last_loss=last)
 
 
 def _texture_files(cfg: TrainConfig) -> list[Path]:

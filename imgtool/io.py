@@ -28,6 +28,7 @@ from typing import IO, Any, Iterator, Mapping, Sequence, Union
 import numpy as np
 
 from .errors import InputError, OutputError
+from .labels import check_labels
 
 logger = logging.getLogger(__name__)
 
@@ -409,6 +410,44 @@ def read_mask(source: ImageSource, *, shape: tuple[int, int] | None = None, name
 
 
 # --------------------------------------------------------------------------- writing
+
+
+
+def read_labels(source: ImageSource, *, name: str = "label map") -> tuple[np.ndarray, ImageInfo]:
+    """Read a label map (single-channel PNG of values 0..3, see :mod:`imgtool.labels`).
+
+    Parameters
+    ----------
+    source : path-like or (H, W) integer ndarray
+        Label map file or array.
+    name : str
+        What it is, for error messages.
+
+    Returns
+    -------
+    labels : (H, W) uint8 ndarray
+    info : ImageInfo
+
+    Raises
+    ------
+    InputError
+        Unreadable file, or values outside 0..3 or differing channels (not a label map).
+    """
+    if isinstance(source, np.ndarray):
+        arr, path, digest = source, None, array_sha256(source)
+        info = None
+    else:
+        rgb, info = read_image(source, max_pixels=DEFAULT_MAX_PIXELS, min_side=1)
+        if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
+            raise InputError(f"{source}: {name} must be a single-channel image of values 0..3, got a colour image")
+        arr, path, digest = rgb[..., 0], str(source), info.sha256
+    try:
+        labels = check_labels(arr, name)
+    except ValueError as exc:
+        raise InputError(f"{path or 'array'}: {exc}") from None
+    if info is None:
+        info = ImageInfo(path=path, width=int(labels.shape[1]), height=int(labels.shape[0]), sha256=digest)
+    return labels, info
 
 
 @contextlib.contextmanager

@@ -18,8 +18,7 @@ import numpy as np
 
 from ._version import __version__
 from .errors import InputError, UsageError
-from .io import DEFAULT_MAX_PIXELS, ImageInfo, ImageSource, array_sha256, as_image, read_image, read_mask
-from .labels import check_labels
+from .io import DEFAULT_MAX_PIXELS, ImageInfo, ImageSource, as_image, read_labels, read_mask
 from .quantify import SALT_WEIGHTS, PhotoMetrics, SaltScore, photo_metrics, salt_score
 from .segmentation import DEFAULT_METHOD, SegmentationModel, check_method, model_info, prepare_model, segment_labels
 
@@ -63,43 +62,6 @@ class SaltAnalysis:
             d["views"][view]["scalp_mask"] = self.scalp_masks[view]
             d["views"][view]["metrics"] = self.metrics[view].to_dict()
         return {"schema_version": 1, "imgtool_version": __version__, "method": self.method, "model": self.model, **d}
-
-
-def read_labels(source: ImageSource, *, name: str = "label map") -> tuple[np.ndarray, ImageInfo]:
-    """Read a label map (single-channel PNG of values 0..3, see :mod:`imgtool.labels`).
-
-    Parameters
-    ----------
-    source : path-like or (H, W) integer ndarray
-        Label map file or array.
-    name : str
-        What it is, for error messages.
-
-    Returns
-    -------
-    labels : (H, W) uint8 ndarray
-    info : ImageInfo
-
-    Raises
-    ------
-    InputError
-        Unreadable file, or values outside 0..3 or differing channels (not a label map).
-    """
-    if isinstance(source, np.ndarray):
-        arr, path, digest = source, None, array_sha256(source)
-        info = None
-    else:
-        rgb, info = read_image(source, max_pixels=DEFAULT_MAX_PIXELS, min_side=1)
-        if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
-            raise InputError(f"{source}: {name} must be a single-channel image of values 0..3, got a colour image")
-        arr, path, digest = rgb[..., 0], str(source), info.sha256
-    try:
-        labels = check_labels(arr, name)
-    except ValueError as exc:
-        raise InputError(f"{path or 'array'}: {exc}") from None
-    if info is None:
-        info = ImageInfo(path=path, width=int(labels.shape[1]), height=int(labels.shape[0]), sha256=digest)
-    return labels, info
 
 
 def score_salt_views(

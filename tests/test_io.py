@@ -245,3 +245,26 @@ def test_unwritable_folder(tmp_path: Path, photo: np.ndarray) -> None:
             write_png(ro / "x.png", photo)
     finally:
         ro.chmod(0o700)
+
+
+def test_read_labels_accepts_label_maps_only(tmp_path: Path) -> None:
+    from imgtool.io import read_labels
+
+    labels = np.zeros((70, 90), np.uint8)
+    labels[10:30, 20:50] = 2
+    labels[40:, :] = 3
+    write_png(tmp_path / "ok.png", labels)
+    back, info = read_labels(tmp_path / "ok.png")
+    assert np.array_equal(back, labels) and (info.width, info.height) == (90, 70)
+    arr_back, arr_info = read_labels(labels)
+    assert np.array_equal(arr_back, labels) and arr_info.path is None
+    bad = labels.copy()
+    bad[0, 0] = 7
+    write_png(tmp_path / "bad.png", bad)
+    with pytest.raises(InputError, match="bad.png"):
+        read_labels(tmp_path / "bad.png")
+    colour = np.zeros((70, 90, 3), np.uint8)
+    colour[..., 0] = 1
+    write_png(tmp_path / "colour.png", colour)
+    with pytest.raises(InputError, match="colour image"):
+        read_labels(tmp_path / "colour.png")

@@ -22,8 +22,7 @@ from typing import Iterator, Literal, Sequence
 import numpy as np
 
 from ..errors import InputError, UsageError
-from ..io import PathLike, ensure_output_dir, read_image, write_bytes, write_json, write_png
-from ..labels import check_labels
+from ..io import PathLike, ensure_output_dir, read_image, read_labels, write_bytes, write_json, write_png
 from .core import DiseaseChange, PhantomPair, SynthOptions, render_pair
 
 logger = logging.getLogger(__name__)
@@ -102,19 +101,8 @@ def read_pair(folder: PathLike) -> PhantomPair:
 
 
 def _read_labels(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            arr = np.asarray(img)
-    except OSError as exc:
-        raise InputError(f"{path}: unreadable label map ({exc})") from None
-    if arr.ndim != 2:
-        raise InputError(f"{path}: a label map must be single-channel, got shape {arr.shape}")
-    try:
-        return check_labels(arr, str(path))
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
+    """A truth label map (:func:`imgtool.io.read_labels`, without its info)."""
+    return read_labels(path, name="label map")[0]
 
 
 def find_pairs(folder: PathLike) -> list[Path]:

@@ -86,7 +86,8 @@ def eval_samples(model: Any, methods: list[str]) -> dict[str, Any]:
     """Pixel accuracy and per-class Dice on ``sample_images/`` against their exact truth (``sample_images/truth``)."""
     import numpy as np
 
-    from imgtool.io import read_image
+    from imgtool.evaluate import overlap_scores
+    from imgtool.io import read_image, read_labels
     from imgtool.labels import CLASS_NAMES
     from imgtool.segmentation import segment_labels
 
@@ -96,15 +97,14 @@ def eval_samples(model: Any, methods: list[str]) -> dict[str, Any]:
         if not truth_path.is_file():
             continue
         img, _ = read_image(photo)
-        truth = np.asarray(read_image(truth_path)[0][..., 0])
+        truth = read_labels(truth_path)[0]
         rec: dict[str, Any] = {}
         for method in methods:
             labels = segment_labels([img], method=method, model=model if method == "cnn" else None)[0]
             dice = {}
             for k, name in enumerate(CLASS_NAMES):
-                a, b = labels == k, truth == k
-                total = int(a.sum() + b.sum())
-                dice[name] = None if total == 0 else round(2 * int((a & b).sum()) / total, 4)
+                d = overlap_scores(labels == k, truth == k)["dice"]
+                dice[name] = None if d is None else round(d, 4)
             rec[method] = {"accuracy": round(float(np.mean(labels == truth)), 4), "dice": dice}
         out[photo.stem] = rec
     return out

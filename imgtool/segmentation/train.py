@@ -480,21 +480,20 @@ def _collect(done: Iterable[tuple[int, np.ndarray, np.ndarray]], found: dict[int
 
 
 def _batches(
-    start: int, cfg: TrainConfig, phantoms: Sequence[Sample], real: dict[str, list[Sample]], threads: int
+    start: int, end: int, cfg: TrainConfig, phantoms: Sequence[Sample], real: dict[str, list[Sample]], threads: int
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """The batches of steps ``start .. cfg.steps - 1`` in order, drawn ahead of the training loop.
+    """The batches of steps ``start .. end - 1`` in order, drawn ahead of the training loop.
 
-    ``threads`` threads draw batches (at least one, in the background); OpenCV and
-    numpy release the GIL in the augmentations, so threads scale without copying the
-    samples into other processes. Every batch depends only on its step, so the
-    number of threads changes no result.
+    ``threads`` threads draw batches in the background; OpenCV and numpy release the
+    GIL in the augmentations, so threads scale without copying the samples into other
+    processes. Every batch depends only on its step, so the number of threads changes
+    no result. Nothing past ``end`` is drawn.
     """
-    ahead = 2 * max(1, threads)
-    with ThreadPoolExecutor(max(1, threads)) as pool:
+    with ThreadPoolExecutor(threads) as pool:
         pending: deque[Future] = deque()
         nxt = start
-        for _ in range(start, cfg.steps):
-            while nxt < cfg.steps and len(pending) < ahead:
+        for _ in range(start, end):
+            while nxt < end and len(pending) < 2 * threads:
                 pending.append(pool.submit(make_batch, nxt, cfg, phantoms, real))
                 nxt += 1
             yield pending.popleft().result()
@@ -730,9 +729,8 @@ def train(
     first = last = float("nan")
     t0 = time.perf_counter()
     with open(out / LOG_FILE, "a", encoding="utf-8") as log:
-        batches = _batches(start, cfg, phantoms, real, loader_threads)
         end = cfg.steps if stop_after is None else stop_after
-        for step, (x, t, kinds) in zip(range(start, end), batches):
+        for step, (x, t, kinds) in enumerate(_batches(start, end, cfg, phantoms, real, loader_threads), start):
             x, t, kinds = x.to(dev, non_blocking=True), t.to(dev, non_blocking=True), kinds.to(dev)
             with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
                 logits = net(x)

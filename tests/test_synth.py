@@ -78,6 +78,44 @@ def test_same_bytes_in_a_fresh_process_with_one_thread():
     assert out == _digest(p.before, p.after, p.before_labels, p.after_labels)
 
 
+def _digest_in_subprocess(seed: int, size: tuple[int, int], env: dict[str, str]) -> tuple[str, str]:
+    code = (
+        "import cv2, hashlib, numpy as np;"
+        "from imgtool.synth import render_pair;"
+        f"p = render_pair({seed}, size={size}, change='random');"
+        "h = hashlib.sha256();"
+        "[h.update(np.ascontiguousarray(a).tobytes()) for a in (p.before, p.after, p.before_labels, p.after_labels)];"
+        "print(h.hexdigest(), cv2.getCPUFeaturesLine())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env}, check=True).stdout.split(maxsplit=1)
+    return out[0], out[1]
+
+
+def test_same_bytes_on_a_cpu_without_avx2():
+    """A CPU with other SIMD units draws the same phantom.
+
+    OpenCV and numpy pick SIMD kernels at run time; with AVX2/FMA/AVX switched off
+    (as on an older x86-64 CPU) OpenCV's kernels round differently, which changed the
+    bytes before the generator pinned OpenCV to its baseline code.
+    """
+    size = (320, 256)
+    env = {"OPENCV_CPU_DISABLE": "AVX2,FMA3,AVX,FP16"}
+    try:  # numpy's dispatch targets that this CPU runs (names differ between numpy versions)
+        umath = np._core._multiarray_umath
+        on = [t for t in umath.__cpu_dispatch__ if umath.__cpu_features__.get(t)]
+    except AttributeError:
+        on = []
+    if on:
+        env["NPY_DISABLE_CPU_FEATURES"] = " ".join(on)
+    digest, features = _digest_in_subprocess(3, size, env)
+    if "AVX2" not in features:
+        pytest.skip("this CPU has no AVX2 to switch off")
+    assert "AVX2?" in features  # the switch took effect: AVX2 is present but disabled
+    p = render_pair(3, size=size, change="random")
+    assert digest == _digest(p.before, p.after, p.before_labels, p.after_labels)
+    assert cv2.useOptimized()  # drawing restores OpenCV's own setting
+
+
 # --------------------------------------------------------------------------- labels
 
 

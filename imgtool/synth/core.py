@@ -18,6 +18,7 @@ import logging
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+import cv2
 import numpy as np
 
 from ..errors import UsageError
@@ -44,12 +45,14 @@ from ._fields import blur
 from ._hair import HairLayers, HairSpec, HairState, cut_level, ensure_visible, follicle_dots, loss_field, render_hair, sample_hair
 from ._scene import BACKGROUNDS, VIEWS, Body, Framing, build_background, build_body, choose_framing, clothing_occluder, ruler
 from ._skin import LesionSpec, Skin, apply_lesions, build_skin, change_lesion, render_lesions, sample_lesions
+from ._portable import opencv_baseline
 from .textures import TextureBank
 
 logger = logging.getLogger(__name__)
 
 #: Bumped whenever the same seed would draw different pixels.
-GENERATOR_VERSION = 1
+#: 2: OpenCV kept on its baseline code while drawing (same bytes on any x86 CPU).
+GENERATOR_VERSION = 2
 
 #: Canvas size relative to the photo: room for the cameras to move.
 _MARGIN = 1.18
@@ -449,6 +452,11 @@ def render_photo(
     """
     opts = options or SynthOptions()
     photo_shape = _check_size(size)
+    with opencv_baseline():
+        return _render_photo(seed, photo_shape, opts)
+
+
+def _render_photo(seed: int, photo_shape: tuple[int, int], opts: SynthOptions) -> tuple[np.ndarray, np.ndarray]:
     rs = _streams(seed)
     scene = _build_scene(seed, photo_shape, opts, rs)
     visit = _visit(scene, scene.disease, opts)
@@ -523,6 +531,13 @@ def render_pair(
     """
     opts = options or SynthOptions()
     photo_shape = _check_size(size)
+    if not isinstance(change, DiseaseChange) and change not in ("none", "random"):
+        raise UsageError(f"change must be 'random', 'none' or a DiseaseChange, got {change!r}")
+    with opencv_baseline():
+        return _render_pair(seed, photo_shape, opts, change)
+
+
+def _render_pair(seed: int, photo_shape: tuple[int, int], opts: SynthOptions, change: Literal["random", "none"] | DiseaseChange) -> PhantomPair:
     rs = _streams(seed)
     scene = _build_scene(seed, photo_shape, opts, rs)
     world_shape = scene.framing.world_shape
@@ -534,10 +549,8 @@ def render_pair(
         dc = change
     elif change == "none":
         dc = DiseaseChange()
-    elif change == "random":
-        dc = sample_change(rs["change"], scene.hair_loss_before)
     else:
-        raise UsageError(f"change must be 'random', 'none' or a DiseaseChange, got {change!r}")
+        dc = sample_change(rs["change"], scene.hair_loss_before)
     disease_a = _change_disease(scene, dc, rs["change"])
 
     visit_b = _visit(scene, scene.disease, opts)
@@ -562,6 +575,8 @@ def render_pair(
     metrics = true_metrics(lab_b, lab_a, hom, disp)
     truth: dict[str, Any] = {
         "generator_version": GENERATOR_VERSION,
+        # Same bytes on any x86-64 CPU, for the same versions of these (docs/phantoms.md).
+        "library_versions": {"numpy": np.__version__, "opencv": cv2.__version__},
         "seed": int(seed),
         "size": [photo_shape[1], photo_shape[0]],
         "homography": [[float(v) for v in row] for row in hom],

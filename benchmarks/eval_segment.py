@@ -35,6 +35,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _split(label: str) -> tuple[str, bool]:
+    """``"cnn+augment"`` -> ``("cnn", True)``: a column of the table is a method, with or without test-time augmentation."""
+    method, _, extra = label.partition("+")
+    return method, extra == "augment"
+
+
 def eval_real(cfg: Any, methods: list[str]) -> dict[str, Any]:
     """``imgtool evaluate`` (:func:`imgtool.evaluate.evaluate_masks`) on each set's held-out ids."""
     from imgtool.evaluate import evaluate_masks, scores_from_counts
@@ -48,7 +54,7 @@ def eval_real(cfg: Any, methods: list[str]) -> dict[str, Any]:
                 fitz = {Path(r["img_id"]).stem: (r.get("fitspatrick") or "").split(".")[0] or "unknown" for r in csv.DictReader(f)}
         rec: dict[str, Any] = {"class": s.cls, "n_images": len(s.test), "ids": list(s.test)}
         for method in methods:
-            ev = evaluate_masks(folder, mask_class=s.cls, method=method, ids=list(s.test))
+            ev = evaluate_masks(folder, mask_class=s.cls, method=_split(method)[0], ids=list(s.test), augment=_split(method)[1])
             summ = ev.summary
             rec[method] = {
                 "pooled": {k: summ["pooled"][k] for k in ("dice", "iou", "sensitivity", "precision")},
@@ -69,14 +75,15 @@ def eval_real(cfg: Any, methods: list[str]) -> dict[str, Any]:
 def eval_phantoms(methods: list[str], seed: int, n: int, size: tuple[int, int], train_seeds: range) -> dict[str, Any]:
     """``imgtool evaluate --phantoms N --seed S`` (:func:`imgtool.evaluate.evaluate_phantoms`): per-class Dice."""
     from imgtool.evaluate import evaluate_phantoms, phantom_source
+    from imgtool.synth import GENERATOR_VERSION
     from imgtool.synth.store import pair_seed
 
     seeds = [pair_seed(seed, i) for i in range(n)]
     if any(s in train_seeds for s in seeds):
         raise SystemExit(f"phantom run seed {seed} draws a training seed; choose another")
-    out: dict[str, Any] = {"run_seed": seed, "pairs": n, "photos": 2 * n, "size": list(size)}
+    out: dict[str, Any] = {"run_seed": seed, "pairs": n, "photos": 2 * n, "size": list(size), "generator_version": GENERATOR_VERSION}
     for method in methods:
-        ev = evaluate_phantoms(phantom_source(n, seed, size=size), method=method, source=f"--phantoms {n} --seed {seed}")
+        ev = evaluate_phantoms(phantom_source(n, seed, size=size), method=_split(method)[0], source=f"--phantoms {n} --seed {seed}", augment=_split(method)[1])
         seg = ev.summary["segmentation"]
         out[method] = {c: {"dice_pooled": seg[c]["dice_pooled"], "dice_mean": seg[c]["dice_mean"], "iou_pooled": seg[c]["iou_pooled"]} for c in ("background", "skin", "lesion", "hair")}
     return out
@@ -91,6 +98,8 @@ def eval_samples(model: Any, methods: list[str]) -> dict[str, Any]:
     from imgtool.labels import CLASS_NAMES
     from imgtool.segmentation import segment_labels
 
+    from dataclasses import replace
+
     out: dict[str, Any] = {}
     for photo in sorted((REPO / "sample_images").glob("*.jpg")):
         truth_path = REPO / "sample_images" / "truth" / f"{photo.stem}_labels.png"
@@ -100,7 +109,8 @@ def eval_samples(model: Any, methods: list[str]) -> dict[str, Any]:
         truth = read_labels(truth_path)[0]
         rec: dict[str, Any] = {}
         for method in methods:
-            labels = segment_labels([img], method=method, model=model if method == "cnn" else None)[0]
+            m, aug = _split(method)
+            labels = segment_labels([img], method=m, model=replace(model, augment=aug) if m == "cnn" else None)[0]
             dice = {}
             for k, name in enumerate(CLASS_NAMES):
                 d = overlap_scores(labels == k, truth == k)["dice"]
@@ -118,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--phantom-size", type=int, nargs=2, default=[1024, 768], metavar=("W", "H"))
     p.add_argument("--data-root", default=None, help="folder of the real sets (default: the config's)")
     p.add_argument("--update-card", action="store_true", help="write the metrics into the model card")
+    p.add_argument("--augment", action="store_true", help="also score the CNN with test-time augmentation (column cnn+augment)")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "eval_segment.json"))
     args = p.parse_args(argv)
     sys.path.insert(0, str(REPO))
@@ -137,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = replace(cfg, config_dir=str(REPO / "models"))
     if args.data_root:
         cfg = replace(cfg, data_root=args.data_root)
-    methods = ["cnn", "classical"]
+    methods = ["cnn", "classical"] + (["cnn+augment"] if args.augment else [])
     t0 = time.perf_counter()
     result: dict[str, Any] = {"model": model.info(), "real_sets": eval_real(cfg, methods)}
     if args.phantoms:
@@ -148,18 +159,23 @@ def main(argv: list[str] | None = None) -> int:
     result["seconds"] = round(time.perf_counter() - t0, 1)
 
     print(f"model {model.name} ({model.sha256[:12]}...)")
-    print(f"{'set':<24} {'class':<7} {'n':>3} {'metric':<7} {'cnn':>7} {'classical':>9}")
+    extra = f" {'cnn+augment':>11}" if args.augment else ""
+    print(f"{'set':<24} {'class':<7} {'n':>3} {'metric':<7} {'cnn':>7} {'classical':>9}{extra}")
     for name, rec in result["real_sets"].items():
         metric = "dice" if rec["class"] == "lesion" else "iou"
-        print(f"{name:<24} {rec['class']:<7} {rec['n_images']:>3} {metric:<7} {rec['cnn']['pooled'][metric]:>7.3f} {rec['classical']['pooled'][metric]:>9.3f}")
+        aug = f" {rec['cnn+augment']['pooled'][metric]:>11.3f}" if args.augment else ""
+        print(f"{name:<24} {rec['class']:<7} {rec['n_images']:>3} {metric:<7} {rec['cnn']['pooled'][metric]:>7.3f} {rec['classical']['pooled'][metric]:>9.3f}{aug}")
     if "phantoms" in result:
         ph = result["phantoms"]
+        nan = float("nan")
         for cls in ("skin", "lesion", "hair"):
             cnn, cl = ph["cnn"][cls]["dice_pooled"], ph["classical"][cls]["dice_pooled"]
-            print(f"{'phantoms':<24} {cls:<7} {2 * args.phantoms:>3} {'dice':<7} {cnn if cnn is not None else float('nan'):>7.3f} {cl if cl is not None else float('nan'):>9.3f}")
+            aug_v = ph["cnn+augment"][cls]["dice_pooled"] if args.augment else None
+            aug = (f" {aug_v if aug_v is not None else nan:>11.3f}") if args.augment else ""
+            print(f"{'phantoms':<24} {cls:<7} {2 * args.phantoms:>3} {'dice':<7} {cnn if cnn is not None else nan:>7.3f} {cl if cl is not None else nan:>9.3f}{aug}")
     for stem, rec in result["sample_images"].items():
         for key in ("accuracy", "skin", "lesion", "hair"):
-            cnn, cl = (rec[m]["accuracy"] if key == "accuracy" else rec[m]["dice"][key] for m in methods)
+            cnn, cl = (rec[m]["accuracy"] if key == "accuracy" else rec[m]["dice"][key] for m in methods[:2])
             if cnn is not None:
                 cl_text = "-" if cl is None else f"{cl:.3f}"
                 print(f"{stem:<24} {key:<7} {1:>3} {'acc' if key == 'accuracy' else 'dice':<7} {cnn:>7.3f} {cl_text:>9}")

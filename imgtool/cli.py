@@ -82,6 +82,7 @@ def _add_method(p: argparse.ArgumentParser) -> None:
         help="where the CNN runs: auto picks CUDA when present (default auto)",
     )
     p.add_argument("--batch-size", type=_positive_int, default=None, metavar="N", help="tiles per CNN forward pass (default 1 on CPU, 16 on CUDA)")
+    p.add_argument("--augment", action="store_true", help="CNN test-time augmentation: average the tile and its mirror images (4x the network's work)")
 
 
 def _add_nonrigid(p: argparse.ArgumentParser) -> None:
@@ -212,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", nargs="?", default=None, help="folder of phantom pairs (from 'imgtool synth') or of photos with masks")
     p.add_argument("-o", "--out", required=True, help="output folder (evaluation.json, summary.csv, per_photo.csv, per_pair.csv)")
     p.add_argument("--method", choices=_methods(), default=_default_method(), help="segmentation method (default %(default)s)")
+    p.add_argument("--augment", action="store_true", help="CNN test-time augmentation: average the tile and its mirror images (4x the network's work)")
     g = p.add_argument_group("phantoms drawn on the fly (instead of a folder)")
     g.add_argument("--phantoms", type=_positive_int, default=None, metavar="N", help="draw N pairs in memory and score them")
     g.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the drawn pairs (default 0)")
@@ -320,6 +322,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         max_pixels=_max_pixels(args),
         min_lesion_area_px=args.min_lesion_area,
         view=args.view,
+        augment=args.augment,
         registration=RegistrationOptions(nonrigid=args.nonrigid),
     )
     # Check the output folder before the (long) analysis, not after it.
@@ -365,7 +368,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         w, h, _ = read_image_header(path)
         if w * h > _max_pixels(args):
             raise InputError(f"{path}: image has {w * h / 1e6:.1f} megapixels, over the limit of {_max_pixels(args) / 1e6:.1f}")
-    model = prepare_model(args.method, None, args.device)
+    model = prepare_model(args.method, None, args.device, augment=args.augment)
     for path in args.images:
         res = segment(
             path,
@@ -393,6 +396,7 @@ def _cmd_salt(args: argparse.Namespace) -> int:
         method=args.method,
         device=args.device,
         batch_size=args.batch_size,
+        augment=args.augment,
         max_pixels=_max_pixels(args),
     )
     doc = res.to_dict()
@@ -475,11 +479,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     ensure_output_dir(args.out)
     if args.phantoms is not None:
         pairs = phantom_source(args.phantoms, args.seed, size=args.size, change=args.change)
-        ev = evaluate_phantoms(pairs, method=args.method, source=f"drawn: --phantoms {args.phantoms} --seed {args.seed} --size {args.size[0]}x{args.size[1]} --change {args.change}")
+        ev = evaluate_phantoms(pairs, method=args.method, augment=args.augment, source=f"drawn: --phantoms {args.phantoms} --seed {args.seed} --size {args.size[0]}x{args.size[1]} --change {args.change}")
     elif describe_source(args.source) == "phantoms":
         from .synth.store import iter_pairs
 
-        ev = evaluate_phantoms(iter_pairs([args.source]), method=args.method, source=str(args.source))
+        ev = evaluate_phantoms(iter_pairs([args.source]), method=args.method, source=str(args.source), augment=args.augment)
     else:
         conv = None
         if args.images is not None or args.mask_pattern is not None:
@@ -506,7 +510,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                 mask_scale=base.mask_scale if args.mask_scale is None else args.mask_scale,
             )
         ids = read_id_list(args.ids, args.split, args.split_key)
-        ev = evaluate_masks(args.source, mask_class=args.mask_class, method=args.method, convention=conv, ids=ids)
+        ev = evaluate_masks(args.source, mask_class=args.mask_class, method=args.method, convention=conv, ids=ids, augment=args.augment)
     files = write_evaluation(ev, args.out)
     print(format_table(ev))
     print(f"wrote {', '.join(str(p) for p in files.values())}")
@@ -523,6 +527,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         pixel_size_mm=args.pixel_size_mm,
         max_pixels=_max_pixels(args),
         min_lesion_area_px=args.min_lesion_area,
+        augment=args.augment,
         registration=RegistrationOptions(nonrigid=args.nonrigid),
     )
     opts = BatchOptions(

@@ -234,7 +234,7 @@ def _class_cells(est: np.ndarray, true: np.ndarray) -> dict[str, Any]:
     return row
 
 
-def evaluate_pair(pair: Any, *, pair_id: str, method: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def evaluate_pair(pair: Any, *, pair_id: str, method: str, model: Any = None, augment: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run the pipeline on one phantom pair and score it.
 
     Parameters
@@ -245,6 +245,10 @@ def evaluate_pair(pair: Any, *, pair_id: str, method: str) -> tuple[list[dict[st
         Name used in the rows.
     method : str
         Segmentation method passed to the pipeline.
+    model : SegmentationModel, optional
+        The CNN (method ``"cnn"``); default the shipped model.
+    augment : bool
+        CNN test-time augmentation (mirror images).
 
     Returns
     -------
@@ -256,7 +260,7 @@ def evaluate_pair(pair: Any, *, pair_id: str, method: str) -> tuple[list[dict[st
     """
     from .pipeline import AnalysisOptions, analyze_pair
 
-    res = analyze_pair(pair.before, pair.after, options=AnalysisOptions(method=method))
+    res = analyze_pair(pair.before, pair.after, options=AnalysisOptions(method=method, augment=augment), model=model)
     est_metrics = res.to_dict()["metrics"]
     true_metrics = pair.truth["metrics"]
     photo_rows = []
@@ -335,7 +339,7 @@ def phantom_source(
         yield pair_id(seed, i), render_pair(pair_seed(seed, i), size=size, options=options, change=change)
 
 
-def evaluate_phantoms(pairs: Iterable[tuple[str, Any]], *, method: str = "classical", source: str | None = None) -> Evaluation:
+def evaluate_phantoms(pairs: Iterable[tuple[str, Any]], *, method: str = "classical", source: str | None = None, augment: bool = False) -> Evaluation:
     """Score the pipeline on phantom pairs.
 
     Parameters
@@ -346,6 +350,8 @@ def evaluate_phantoms(pairs: Iterable[tuple[str, Any]], *, method: str = "classi
         Segmentation method of the pipeline.
     source : str, optional
         Where the pairs came from, for the settings.
+    augment : bool
+        CNN test-time augmentation (mirror images).
 
     Returns
     -------
@@ -356,19 +362,19 @@ def evaluate_phantoms(pairs: Iterable[tuple[str, Any]], *, method: str = "classi
     UsageError
         No pairs, or an unknown method.
     """
-    from .segmentation import check_method
+    from .segmentation import prepare_model
 
-    check_method(method)
+    model = prepare_model(method, None, "auto", augment=augment)  # loaded once, not per pair
     photo_rows: list[dict[str, Any]] = []
     pair_rows: list[dict[str, Any]] = []
     for pid, pair in pairs:
-        pr, row = evaluate_pair(pair, pair_id=pid, method=method)
+        pr, row = evaluate_pair(pair, pair_id=pid, method=method, model=model, augment=augment)
         photo_rows.extend(pr)
         pair_rows.append(row)
         logger.info("%s: registration %s, corner error %s px", pid, row["registration_status"], row["corner_error_px"])
     if not pair_rows:
         raise UsageError("no phantom pairs to evaluate")
-    settings = {"method": method, "source": source, "pairs": len(pair_rows)}
+    settings = {"method": method, "augment": augment, "source": source, "pairs": len(pair_rows)}
     return Evaluation("phantoms", settings, tuple(photo_rows), tuple(pair_rows), summarize_phantoms(photo_rows, pair_rows))
 
 
@@ -383,6 +389,7 @@ def evaluate_masks(
     convention: MaskConvention | None = None,
     ids: Sequence[str] | None = None,
     batch: int = 8,
+    augment: bool = False,
 ) -> Evaluation:
     """Score one class of the segmentation on a folder of real photos with masks.
 
@@ -401,6 +408,8 @@ def evaluate_masks(
         Score only these photos (ids or file names), e.g. a held-out split.
     batch : int
         Photos segmented per call.
+    augment : bool
+        CNN test-time augmentation (mirror images).
 
     Returns
     -------
@@ -414,7 +423,7 @@ def evaluate_masks(
     InputError
         Unreadable photos or masks, or no pairs found.
     """
-    from .segmentation import check_method, segment_labels
+    from .segmentation import check_method, prepare_model, segment_labels
 
     check_method(method)
     conv = convention or detect_convention(folder)
@@ -425,11 +434,12 @@ def evaluate_masks(
     if not pairs:
         raise InputError(f"{folder}: no photo/mask pairs under the {conv.name!r} convention")
     label = MASK_CLASSES[cls]
+    model = prepare_model(method, None, "auto", augment=augment)  # loaded once, not per chunk
     rows: list[dict[str, Any]] = []
     for start in range(0, len(pairs), max(1, batch)):
         chunk = pairs[start : start + batch]
         images = [read_image(p)[0] for _, p, _ in chunk]
-        preds = segment_labels(images, method=method)
+        preds = segment_labels(images, method=method, model=model)
         for (pid, img_path, mask_path), img, pred in zip(chunk, images, preds):
             truth = read_binary_mask(mask_path, conv.threshold, img.shape[:2], conv.mask_scale)
             tp, fp, fn = overlap_counts(pred == label, truth)
@@ -443,6 +453,7 @@ def evaluate_masks(
     summary["pooled"] = {k: pooled[k] for k in ("dice", "iou", "sensitivity", "precision", "area_error_rel")}
     settings = {
         "method": method,
+        "augment": augment,
         "source": str(folder),
         "class": cls,
         "convention": conv.to_dict(),

@@ -59,6 +59,9 @@ class AnalysisOptions:
     view : str or None
         Body view shown in the report ("back", "scalp top", ...); None: guessed from
         BEFORE's file name.
+    augment : bool
+        CNN test-time augmentation (mirror images averaged; four times the network's
+        work). Recorded in result.json's ``model`` entry.
     """
 
     method: str = DEFAULT_METHOD
@@ -68,6 +71,7 @@ class AnalysisOptions:
     registration: RegistrationOptions = field(default_factory=RegistrationOptions)
     min_lesion_area_px: int | None = None
     view: str | None = None
+    augment: bool = False
 
     def __post_init__(self) -> None:
         check_method(self.method)
@@ -88,6 +92,7 @@ class AnalysisOptions:
             "max_pixels": self.max_pixels,
             "min_lesion_area_px": self.min_lesion_area_px,
             "view": self.view,
+            "augment": self.augment,
             "registration": self.registration.to_dict(),
         }
 
@@ -208,7 +213,7 @@ def analyze_pair(
         The CNN's weights are missing or corrupt.
     """
     opts = options or AnalysisOptions()
-    model = prepare_model(opts.method, model, device)
+    model = prepare_model(opts.method, model, device, augment=opts.augment)
     loaded = load_pair(before, after, roi=roi, options=opts)
     labels_b, labels_a = segment_labels([loaded.before_image, loaded.after_image], method=opts.method, model=model)
     return finish_pair(loaded, labels_b, labels_a, options=opts, model=model_entry(opts.method, model))

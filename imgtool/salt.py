@@ -73,6 +73,7 @@ def score_salt_views(
     model: SegmentationModel | None = None,
     device: str = "auto",
     batch_size: int | None = None,
+    augment: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> SaltAnalysis:
     """SALT score of four scalp views.
@@ -96,6 +97,8 @@ def score_salt_views(
         Where the CNN runs (``"auto"``, ``"cpu"``, ``"cuda"``).
     batch_size : int, optional
         Tiles per CNN forward pass.
+    augment : bool
+        CNN test-time augmentation (mirror images).
     max_pixels : int
         Refuse larger photos.
 
@@ -125,7 +128,7 @@ def score_salt_views(
     else:
         check_method(method)
         photos = {v: as_image(views[v], max_pixels=max_pixels) for v in SALT_VIEWS}
-        net = prepare_model(method, model, device)
+        net = prepare_model(method, model, device, augment=augment)
         maps = segment_labels([photos[v][0] for v in SALT_VIEWS], method=method, model=net, batch_size=batch_size)
         label_maps = dict(zip(SALT_VIEWS, maps))
         infos = {v: photos[v][1] for v in SALT_VIEWS}

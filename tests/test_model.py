@@ -69,7 +69,7 @@ def test_round_trip_same_outputs(tiny_model_path: Path) -> None:
     assert model.name == "tiny" and len(model.sha256) == 64
     assert model.card["architecture_args"]["widths"] == [4, 8, 8]
     assert model.input_spec.tile_size == 128
-    assert model.info() == {"name": "tiny", "sha256": model.sha256, "device": "cpu"}
+    assert model.info() == {"name": "tiny", "sha256": model.sha256, "device": "cpu", "augment": False}
     x = torch.randn(1, 3, 64, 64)
     with torch.inference_mode():
         torch.testing.assert_close(model.network(x), ref(x), rtol=0, atol=2e-2)  # float16 storage

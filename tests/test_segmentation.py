@@ -126,11 +126,55 @@ def test_segment_labels_api(tiny_model, rng: np.random.Generator) -> None:
     imgs = [_photo(rng, 120, 160)]
     labels = segment_labels(imgs, method="cnn", model=tiny_model)
     assert labels[0].shape == (120, 160)
-    assert model_info("cnn", tiny_model) == {"name": "tiny", "sha256": tiny_model.sha256, "device": "cpu"}
+    assert model_info("cnn", tiny_model) == {"name": "tiny", "sha256": tiny_model.sha256, "device": "cpu", "augment": False}
     assert model_info("classical") is None
     res = segment(imgs[0], method="cnn", model=tiny_model)
     assert res.model["sha256"] == tiny_model.sha256
     assert res.to_dict()["model"]["name"] == "tiny"
+
+
+def test_mirror_averaging_is_the_mean_of_four_flips_and_flip_equivariant(tiny_model, rng: np.random.Generator) -> None:
+    net = tiny_model.network
+    x = torch.from_numpy(rng.normal(size=(2, 3, 64, 80)).astype(np.float32))
+    with torch.inference_mode():
+        out = inf.mirror_averaged(net)(x)
+        probs = [net(x).softmax(1), net(x.flip(3)).softmax(1).flip(3), net(x.flip(2)).softmax(1).flip(2), net(x.flip(2, 3)).softmax(1).flip(2, 3)]
+        expect = (sum(probs) / 4).log()
+        assert out.shape == (2, 4, 64, 80)
+        torch.testing.assert_close(out, expect, atol=1e-5, rtol=1e-4)
+        # Averaging over the mirror group makes the output commute with the flips.
+        torch.testing.assert_close(inf.mirror_averaged(net)(x.flip(3)), out.flip(3), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(inf.mirror_averaged(net)(x.flip(2)), out.flip(2), atol=1e-5, rtol=1e-4)
+        # Not a no-op: the plain network is not flip-equivariant.
+        assert (net(x.flip(3)).flip(3) - net(x)).abs().max() > 1e-3
+
+
+def test_augment_is_used_recorded_and_passed_through(tiny_model, rng: np.random.Generator, tmp_path: Path) -> None:
+    import dataclasses
+    import json
+
+    from imgtool.segmentation import prepare_model
+
+    img = _photo(rng, 80, 96)  # one tile at the working size: mirror images map back exactly
+    aug = dataclasses.replace(tiny_model, augment=True)
+
+    def logits(model, image):
+        ((_, out),) = list(inf.predict_logits([np.ascontiguousarray(image)], model))
+        return out
+
+    torch.testing.assert_close(logits(aug, img[:, ::-1]).flip(2), logits(aug, img), atol=1e-5, rtol=1e-4)
+    assert (logits(tiny_model, img[:, ::-1]).flip(2) - logits(tiny_model, img)).abs().max() > 1e-3
+    labels = segment_labels([img], model=aug)[0]
+    assert labels.shape == (80, 96) and labels.dtype == np.uint8
+    assert model_info("cnn", aug)["augment"] is True
+    assert prepare_model("cnn", tiny_model, "cpu", augment=True).augment
+    assert prepare_model("cnn", aug, "cpu").augment  # a given augmented model stays so
+    assert prepare_model("classical", None, "cpu", augment=True) is None
+    # CLI: the flag reaches the shipped model and result.json records it.
+    write_png(tmp_path / "a.png", img)
+    assert main(["segment", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--method", "cnn", "--device", "cpu", "--augment"]) == 0
+    doc = json.loads((tmp_path / "out" / "a.json").read_text())
+    assert doc["model"]["augment"] is True
 
 
 def test_cli_cuda_without_gpu_is_a_usage_error(tmp_path: Path, rng: np.random.Generator, capsys) -> None:

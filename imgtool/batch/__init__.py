@@ -196,9 +196,9 @@ def run_batch(manifest: PathLike, out: PathLike, *, options: BatchOptions | None
     if opts.analysis.method != "classical":
         if use_dask:
             device = resolve_device(opts.device).type if (opts.dask_local is not None or opts.device != "auto") else "auto"
-            model = load_model(opts.model, device="cpu")
+            model = load_model(opts.model, device="cpu", augment=opts.analysis.augment)
         else:
-            model = load_model(opts.model, device=opts.device)
+            model = load_model(opts.model, device=opts.device, augment=opts.analysis.augment)
     entry = model_entry(opts.analysis.method, model)
     if use_dask and model is not None:
         entry["device"] = device

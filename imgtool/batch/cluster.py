@@ -52,10 +52,13 @@ class ModelPlugin(_PluginBase):  # type: ignore[misc,valid-type]
     name : str
         The plugin's name on the workers; it carries the model's hash and device, so
         a batch with another model registers (and loads) its own.
+    augment : bool
+        Test-time augmentation (mirror images) in the workers' model.
     """
 
-    def __init__(self, method: str, model_name: str | None, device: str, threads: int | None, name: str) -> None:
+    def __init__(self, method: str, model_name: str | None, device: str, threads: int | None, name: str, augment: bool = False) -> None:
         self.method = method
+        self.augment = augment
         self.model_name = model_name
         self.device = device
         self.threads = threads
@@ -70,7 +73,7 @@ class ModelPlugin(_PluginBase):  # type: ignore[misc,valid-type]
         if self.method != "classical":
             from ..segmentation import load_model
 
-            self.model = load_model(self.model_name, device=self.device)
+            self.model = load_model(self.model_name, device=self.device, augment=self.augment)
         logger.info("dask worker %s: model ready (%s)", getattr(worker, "address", "?"), self.name)
 
     def teardown(self, worker: Any) -> None:
@@ -143,8 +146,9 @@ def run_dask(
     else:
         threads = None
         address = scheduler
-    ident = "classical" if ctx.model.get("sha256") is None else f"{ctx.model['sha256'][:16]}-{device}"
-    plugin = ModelPlugin(ctx.options.method, model_name, device, threads, name=f"imgtool-model-{ident}")
+    aug = bool(ctx.options.augment)
+    ident = "classical" if ctx.model.get("sha256") is None else f"{ctx.model['sha256'][:16]}-{device}{'-augment' if aug else ''}"
+    plugin = ModelPlugin(ctx.options.method, model_name, device, threads, name=f"imgtool-model-{ident}", augment=aug)
     outcomes: list[PairOutcome] = []
     try:
         with distributed.Client(address) as client:

@@ -13,7 +13,7 @@ The label contract is in :mod:`imgtool.labels`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -142,12 +142,18 @@ def model_info(method: str, model: SegmentationModel | None = None) -> dict[str,
     return model.info()
 
 
-def prepare_model(method: str, model: SegmentationModel | None, device: str | torch.device) -> SegmentationModel | None:
-    """The model a run of ``method`` uses: ``model``, or the shipped default loaded on ``device`` (None for classical)."""
+def prepare_model(method: str, model: SegmentationModel | None, device: str | torch.device, augment: bool = False) -> SegmentationModel | None:
+    """The model a run of ``method`` uses: ``model``, or the shipped default loaded on ``device`` (None for classical).
+
+    With ``augment`` the model runs with test-time augmentation (mirror images),
+    whether it was given or loaded here.
+    """
     check_method(method)
     if method == "classical":
         return None
-    return model if model is not None else load_model(None, device=device)
+    if model is None:
+        return load_model(None, device=device, augment=augment)
+    return replace(model, augment=True) if augment and not model.augment else model
 
 
 def segment(

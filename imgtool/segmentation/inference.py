@@ -220,6 +220,35 @@ def run_batches(
         i += len(chunk)
 
 
+def mirror_averaged(net: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``net`` with test-time augmentation: the mean class probabilities of a batch and its mirror images.
+
+    Parameters
+    ----------
+    net : callable
+        ``(B, C, h, w) -> (B, K, h, w)`` logits.
+
+    Returns
+    -------
+    callable
+        ``(B, C, h, w) -> (B, K, h, w)`` log of the probabilities averaged over the
+        input, its left-right, up-down and point mirror images (each mapped back).
+        The four run as one batch of ``4 B``, so a GPU out-of-memory error still
+        halves the caller's batch.
+    """
+    flips: tuple[tuple[int, ...], ...] = ((), (3,), (2,), (2, 3))
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        stacked = torch.cat([x.flip(d) if d else x for d in flips]).contiguous(memory_format=torch.channels_last)
+        prob = net(stacked).float().softmax(1)
+        mean = sum((prob[i * b : (i + 1) * b].flip(d) if d else prob[i * b : (i + 1) * b]) for i, d in enumerate(flips))
+        # Log-probabilities: the tiles are blended and arg-maxed like logits.
+        return (mean / len(flips)).clamp_min_(1e-6).log_()
+
+    return forward
+
+
 def predict_logits(
     images: Sequence[np.ndarray],
     model: SegmentationModel,
@@ -235,7 +264,8 @@ def predict_logits(
     images : sequence of (H, W, 3) uint8 ndarray
         RGB photos of any sizes.
     model : SegmentationModel
-        The loaded model.
+        The loaded model; with ``model.augment`` each tile's class probabilities are
+        averaged over its mirror images (:func:`mirror_averaged`).
     batch_size : int, optional
         Tiles per forward pass (default 1 on the CPU, 16 on CUDA).
     tile_size, overlap : int, optional
@@ -244,14 +274,15 @@ def predict_logits(
     Yields
     ------
     (int, (C, h, w) float32 tensor)
-        Photo index and its blended logits at the working resolution, in photo order.
+        Photo index and its blended logits (log-probabilities with ``augment``) at
+        the working resolution, in photo order.
     """
     spec = model.input_spec
     tile = int(tile_size or spec.tile_size)
     ov = int(spec.overlap if overlap is None else overlap)
     dev = model.device
     bs = batch_size or (DEFAULT_BATCH_CUDA if dev.type == "cuda" else DEFAULT_BATCH_CPU)
-    net = model.network
+    net = mirror_averaged(model.network) if model.augment else model.network
 
     jobs: list[_Job] = []
     for img in images:

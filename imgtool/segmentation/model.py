@@ -120,6 +120,10 @@ class SegmentationModel:
         The network, in eval mode, batch norm folded, channels-last memory format.
     input_spec : InputSpec
         Normalisation, working resolution and tiling defaults.
+    augment : bool
+        Test-time augmentation: average the class probabilities of the tile and its
+        three mirror images (left-right, up-down, both). Four times the network's
+        work for label maps that depend less on the photo's orientation and noise.
     """
 
     name: str
@@ -128,10 +132,11 @@ class SegmentationModel:
     device: torch.device
     network: torch.nn.Module = field(repr=False, compare=False)
     input_spec: InputSpec
+    augment: bool = False
 
-    def info(self) -> dict[str, str]:
-        """``{"name", "sha256", "device"}``: the ``model`` entry of result files."""
-        return {"name": self.name, "sha256": self.sha256, "device": self.device.type}
+    def info(self) -> dict[str, Any]:
+        """``{"name", "sha256", "device", "augment"}``: the ``model`` entry of result files."""
+        return {"name": self.name, "sha256": self.sha256, "device": self.device.type, "augment": self.augment}
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -267,7 +272,7 @@ def load_network(name_or_path: str | os.PathLike | None = None) -> tuple[SmallUN
     return net, card, digest
 
 
-def load_model(name_or_path: str | os.PathLike | None = None, *, device: str | torch.device = "auto") -> SegmentationModel:
+def load_model(name_or_path: str | os.PathLike | None = None, *, device: str | torch.device = "auto", augment: bool = False) -> SegmentationModel:
     """Load a segmentation model, checking its hash and loading its weights strictly.
 
     Parameters
@@ -278,6 +283,8 @@ def load_model(name_or_path: str | os.PathLike | None = None, *, device: str | t
         Default: the shipped default model.
     device : str or torch.device
         ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
+    augment : bool
+        Test-time augmentation with mirror images (see :class:`SegmentationModel`).
 
     Returns
     -------
@@ -302,7 +309,7 @@ def load_model(name_or_path: str | os.PathLike | None = None, *, device: str | t
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{card_path}: bad input section in model card: {exc}") from None
     logger.info("loaded model %s (sha256 %s...) on %s", weights_path.stem, digest[:12], dev)
-    return SegmentationModel(name=weights_path.stem, sha256=digest, card=card, device=dev, network=net, input_spec=spec)
+    return SegmentationModel(name=weights_path.stem, sha256=digest, card=card, device=dev, network=net, input_spec=spec, augment=bool(augment))
 
 
 def save_model(

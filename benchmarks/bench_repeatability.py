@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", default="1024x768", help="WxH of the phantoms (default 1024x768)")
     ap.add_argument("--seed", type=int, default=5000, help="first seed; pairs use seed, seed+1, ... (default 5000)")
     ap.add_argument("--method", default=None, help="segmentation method (default: imgtool's default)")
+    ap.add_argument("--augment", action="store_true", help="CNN test-time augmentation (mirror images)")
     ap.add_argument("--out", default="benchmarks/results/bench_repeatability.json", help="JSON output path")
     args = ap.parse_args(argv)
     try:
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         print("imgtool.synth is not available (the phantom generator has not landed); nothing to measure", file=sys.stderr)
         return 1
     w, h = (int(x) for x in args.size.lower().split("x"))
-    opts = AnalysisOptions() if args.method is None else AnalysisOptions(method=args.method)
+    opts = AnalysisOptions(augment=args.augment) if args.method is None else AnalysisOptions(method=args.method, augment=args.augment)
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     for seed in range(args.seed, args.seed + args.n):
@@ -171,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         "size": [w, h],
         "first_seed": args.seed,
         "method": opts.method,
+        "augment": opts.augment,
         "goals": {"lesion_area_change_rel": LESION_GOAL, "hair_coverage_change": HAIR_GOAL, "hair_coverage_change_common": HAIR_GOAL},
         "summary": summary,
         "pairs": rows,

@@ -77,7 +77,7 @@ def test_sheen_is_brightest_where_strands_lie_across_the_half_vector():
     light = np.array([0.0, 0.0, 1.0])  # light with the camera: the half vector is z
     flat = np.zeros(shape, np.float32)
     steep = np.tile(np.arange(50, dtype=np.float32) * 6.0, (50, 1))  # rises 6 px per px along x
-    wave = np.zeros(shape, np.float32)
+    wave = np.zeros((1, 2))
     pts = np.array([[[10.0, 25.0], [20.0, 25.0], [30.0, 25.0]]])
     lying, _ = _sheen(pts, flat, wave, light, 64)
     rising, _ = _sheen(pts, steep, wave, light, 64)
@@ -107,7 +107,7 @@ def test_hairs_grow_in_follicular_units_of_one_to_three():
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_scalp_from_above_is_a_skull_not_an_ellipse(seed):
-    """The head is wider behind than in front, its vertex is behind the middle, and the neck shows behind."""
+    """The head is wider behind than in front, its vertex is behind the middle, shoulders surround it."""
     rng = np.random.default_rng(seed)
     shape = (300, 300)
     fr = Framing("scalp", 1.0, (0.0, 0.0), False, shape)
@@ -121,4 +121,7 @@ def test_scalp_from_above_is_a_skull_not_an_ellipse(seed):
     assert back > front * 1.05
     vertex_row = int(np.unravel_index(np.argmax(body.height), shape)[0])
     assert vertex_row > 150
-    assert head.max() > 0.5 and bottom > 150 + 95  # the neck continues behind the skull
+    assert head.max() > 0.5 and bottom > 150 + 75
+    # Shoulders in a shirt fill the sides behind the head (clothing is not skin).
+    assert body.clothing[280:, :40].mean() > 0.9 and body.clothing[280:, -40:].mean() > 0.9
+    assert (body.clothing[body.coverage >= 0.5] < 0.5).all()

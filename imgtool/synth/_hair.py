@@ -277,7 +277,7 @@ def _sheen(pts: np.ndarray, height: np.ndarray, wave: np.ndarray, light: np.ndar
     """Kajiya-Kay highlights of strand segments: bright where the strand is across the half vector.
 
     A strand's tangent ``t`` has the canvas direction of the segment and a rise from
-    the relief (hair lies on the head) plus a wave of the lock; the specular term is
+    the relief (hair lies on the head) plus ``wave`` (N, K), the lock's waviness; the specular term is
     ``sin(t, H)^exponent`` with ``H`` the half vector of the light and the viewer
     (along z). The secondary highlight (light that went through the hair, tinted by
     it) sits a little further along.
@@ -287,10 +287,9 @@ def _sheen(pts: np.ndarray, height: np.ndarray, wave: np.ndarray, light: np.ndar
     primary, secondary : (N, K) float64 ndarrays, 0..1
     """
     seg = pts[:, 1:] - pts[:, :-1]
-    mid = 0.5 * (pts[:, 1:] + pts[:, :-1])
     rise = _sample(height, pts[:, 1:]).astype(np.float64) - _sample(height, pts[:, :-1]).astype(np.float64)
     ln = np.sqrt((seg * seg).sum(axis=2)) + 1e-9
-    tz = rise / ln + _sample(wave, mid).astype(np.float64)
+    tz = rise / ln + wave
     norm = np.sqrt(1.0 + tz * tz)
     hx, hy, hz = light[0], light[1], light[2] + 1.0
     hn = math.sqrt(hx * hx + hy * hy + hz * hz)
@@ -377,8 +376,16 @@ def render_hair(
     cut = noise(rng, (h, w), max(2.0, 40.0 / mmpp))
     # Locks catch the light differently: lighter and darker locks, deep shade between them.
     shade = noise(rng, (h, w), max(2.0, lock_mm / mmpp))
-    wave = np.float32(rng.uniform(0.1, 0.5)) * noise(rng, (h, w), max(2.0, rng.uniform(4.0, 15.0) / mmpp))
+    # Locks are wavy: the strands of a lock rise and fall in step along their length, so
+    # highlights form bands across the lock (a triangle wave of the arc length, phase per lock).
+    wave_amp = rng.uniform(0.1, 0.5)
+    wave_len = rng.uniform(8.0, 25.0) / mmpp
+    wave_phase = noise(rng, (h, w), max(2.0, 2.0 * lock_mm / mmpp))
 
+    # Long hair lies in locks with partings and shines in bands; short hair stands apart and is duller.
+    long_hair = min(1.0, max(0.0, (spec.length_mm - 10.0) / 30.0))
+    wave_amp *= long_hair
+    shine *= 0.3 + 0.7 * long_hair
     rho = _sample(kept, roots).astype(np.float64) if n else np.zeros(0)
     active = (rho >= 0.5) & (u < rho)
     new = np.zeros(n, dtype=bool)
@@ -398,7 +405,12 @@ def render_hair(
             cols = _sample(colour_texture, roots[sel]).astype(np.float64)
         else:
             cols = np.clip(base_col[None, :] * bright[sel, None], 0.0, 1.0)
-        cols = cols * np.clip(1.0 + 0.45 * _sample(shade, roots[sel]), 0.35, 1.6)[:, None]
+        # Lock shade, and deep shade in the partings between locks (where the lock field changes sign).
+        # Short hair stands apart: only long hair forms locks with partings.
+        depth = 0.6 * long_hair
+        gap = 1.0 - depth + depth * smoothstep(np.abs(_sample(clump, roots[sel]).astype(np.float64)) * (1.0 / 0.25))
+        lock_shade = np.clip(1.0 + (0.15 + 0.3 * long_hair) * _sample(shade, roots[sel]), 0.35, 1.6)
+        cols = cols * (lock_shade * gap)[:, None]
         cols = np.where(white[sel, None], _WHITE[None, :] * np.clip(bright[sel, None], 0.75, 1.1), cols)
         # Regrowth is vellus-like: fine, short and lighter than the terminal hair.
         cols = np.where(new[sel, None] & ~white[sel, None], cols + 0.5 * (_WHITE[None, :] * 0.8 - cols), cols)
@@ -410,6 +422,9 @@ def render_hair(
         along = root_dark + (1.0 - root_dark) * np.minimum(s * 2.0, 1.0) + tip_light * s * s
         seg_cols = cols[:, None, :] * along[None, :, None]
         lx, ly = float(light[0]), float(light[1])
+        arc = (np.arange(k, dtype=np.float64) + 0.5)[None, :] * (length[sel] / k)[:, None]
+        x = arc / wave_len + _sample(wave_phase, roots[sel]).astype(np.float64)[:, None]
+        wave = wave_amp * (4.0 * np.abs(x - np.floor(x + 0.5)) - 1.0)
         prim, sec = _sheen(pts, body.height, wave, np.array([lx, ly, math.sqrt(max(1.0 - lx * lx - ly * ly, 0.2))]), exponent)
         seg_cols = seg_cols + shine * (prim[..., None] * 0.9 + sec[..., None] * 1.5 * cols[:, None, :])
         seg_cols = np.clip(seg_cols, 0.0, 1.0)
@@ -450,18 +465,11 @@ def _grow(
     outline, and a strand that has fallen over the outline hangs down out of sight.
     """
     flow = body.flow
-    hgt = body.height
-    gx = np.zeros_like(hgt)
-    gy = np.zeros_like(hgt)
-    np.subtract(hgt[:, 2:], hgt[:, :-2], out=gx[:, 1:-1])
-    np.subtract(hgt[2:, :], hgt[:-2, :], out=gy[1:-1, :])
-    gx *= np.float32(0.5)
-    gy *= np.float32(0.5)
     n = len(roots)
     k = int(min(12, max(5, math.ceil(float(np.median(length)) / 6.0)))) if n else 5
     d = _sample(flow, roots).astype(np.float64)
     perp = np.stack([-d[:, 1], d[:, 0]], axis=1)
-    offset = jitter * 0.5 + 0.5 * _sample(clump, roots).astype(np.float64)
+    offset = jitter * 0.5 + 0.25 * _sample(clump, roots).astype(np.float64)
     offset = np.where(stray, offset + stray_turn, offset)
     d = d + offset[:, None] * perp
     d /= np.sqrt((d * d).sum(axis=1, keepdims=True)) + 1e-12
@@ -477,7 +485,8 @@ def _grow(
         perp = np.stack([-d[:, 1], d[:, 0]], axis=1)
         d = d + (bend / k + wobble[:, j % wobble.shape[1]])[:, None] * perp
         d /= np.sqrt((d * d).sum(axis=1, keepdims=True)) + 1e-12
-        slope = d[:, 0] * _sample(gx, pts[:, j]) + d[:, 1] * _sample(gy, pts[:, j])
+        # Rise of the relief per pixel along d (central difference over one pixel each way).
+        slope = 0.5 * (_sample(body.height, pts[:, j] + d).astype(np.float64) - _sample(body.height, pts[:, j] - d))
         fore = 1.0 / np.sqrt(1.0 + slope * slope) * (_sample(body.coverage, pts[:, j]) >= 0.5)
         pts[:, j + 1] = pts[:, j] + d * (step * fore[:, None])
     return pts

@@ -572,7 +572,10 @@ def _scalp(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
     height = _smooth_max(dome, neck_h, c.mm(15.0))
     height = np.maximum(height, _cylinder_height(ears, c.mm(4.0)) + np.float32(c.mm(20.0)) * (ears >= 0.5))
     collar_y = b * (1.0 - flat) + rng.uniform(0, 18)
-    neck = neck * smoothstep((np.float32(collar_y) - (c.xx * np.float32(-sa) + c.yy * np.float32(ca))) * np.float32(1.0 / c.mm(1.5)) + 0.5)
+    # The neckline curves up at the sides of the neck (y = collar_y - 0.006 x^2 in head axes).
+    ux = c.xx * np.float32(ca) + c.yy * np.float32(sa)
+    neckline = np.float32(collar_y) - np.float32(0.006) * ux * ux
+    neck = neck * smoothstep((neckline - (c.xx * np.float32(-sa) + c.yy * np.float32(ca))) * np.float32(1.0 / c.mm(1.5)) + 0.5)
     cov = np.maximum(np.maximum(head, ears), neck)
     u = u * np.float32(1.0 / a)
     # Hair grows on the whole scalp except in front of the frontal hairline (forehead).
@@ -599,7 +602,7 @@ def _scalp(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
     # Shoulders in a shirt around the head, seen from above, with the neckline behind the neck.
     sw = rng.uniform(200, 250)
     top = b * rng.uniform(-0.1, 0.4)
-    outline = [(-sw, 600.0), (-sw, top + 60), (-sw * 0.85, top + 15), (-sw * 0.5, top), (-60.0, top + 5), (-52.0, collar_y - 12), (-30.0, collar_y), (30.0, collar_y), (52.0, collar_y - 12), (60.0, top + 5), (sw * 0.5, top), (sw * 0.85, top + 15), (sw, top + 60), (sw, 600.0)]
+    outline = [(-sw, 600.0), (-sw, top + 60), (-sw * 0.85, top + 15), (-sw * 0.5, top), (-60.0, top + 5), (-52.0, collar_y - 16), (-30.0, collar_y - 5.4), (0.0, collar_y), (30.0, collar_y - 5.4), (52.0, collar_y - 16), (60.0, top + 5), (sw * 0.5, top), (sw * 0.85, top + 15), (sw, top + 60), (sw, 600.0)]
     shoulders = c.fill(chaikin(_rotated(outline, rot), 3))
     clothing = shoulders * (1.0 - cov)
     return Body(cov, clothing, height.astype(np.float32), tint, hair_base.astype(np.float32), flow, redness, head >= 0.5, "scalp", male)
@@ -664,14 +667,21 @@ def _face(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
         beard = np.maximum(np.maximum(cheeks * lower, chin) * face, neck_beard)
         beard = beard * smoothstep((0.7 + 0.3 * fractal(rng, shape, c.mm(15.0), octaves=2)) * 2.5 - 0.5)
         hair_base = np.maximum(hair_base, beard)
-    # Brow hair lies outward (laterally) and a little up; lashes and beard down; scalp back.
+    # Brows: the medial head points up, the body laterally with the upper hairs pointing down
+    # and the lower ones up (they meet along the brow's middle line), the tail laterally and
+    # down. Lashes and beard point down; the scalp back.
     near_eye = np.abs(c.yy - np.float32(eye_y)) < 6
-    fx = np.sign(c.xx) * np.float32(1.0)
-    fy = np.where(c.yy < eye_y - 6, -0.25, 1.2).astype(np.float32) + np.float32(0.2) * noise(rng, shape, c.mm(20))
+    t = np.clip((np.abs(c.xx) - np.float32(14.0)) * np.float32(1.0 / 44.0), 0.0, 1.0)
+    q = np.float32(2.0) * t - np.float32(0.8)
+    rel = np.clip((c.yy - (np.float32(brow_y) - np.float32(arch) * (1.0 - q * q))) * np.float32(1.0 / 5.0), -1.0, 1.0)
+    above = c.yy < eye_y - 6
+    fx = np.sign(c.xx) * np.where(above, np.float32(0.25) + np.float32(1.2) * t, np.float32(1.0))
+    brow_fy = np.float32(-1.2) * (1.0 - t) * (1.0 - t) - np.float32(0.45) * rel + np.float32(0.35) * t
+    fy = np.where(above, brow_fy, np.float32(1.2)).astype(np.float32) + np.float32(0.2) * noise(rng, shape, c.mm(20))
     fx = np.where(near_eye, np.float32(0.35) * np.sign(c.xx), fx).astype(np.float32)
     fy = np.where(near_eye, np.float32(1.0), fy).astype(np.float32)
     fy = np.where(c.yy < -b * 0.7, -1.5, fy).astype(np.float32)
-    fx = np.where((np.abs(c.xx) < 18) & ~near_eye, np.float32(0.3) * np.sign(c.xx), fx).astype(np.float32)
+    fx = np.where((np.abs(c.xx) < 18) & ~near_eye & ~above, np.float32(0.3) * np.sign(c.xx), fx).astype(np.float32)
     flow = _flow_from_angle_field(fx.astype(np.float32), fy)
     clothing = np.zeros(shape, dtype=np.float32)
     if rng.random() < 0.5:  # a collar across the neck

@@ -32,7 +32,7 @@ HAIR_COLOURS: dict[str, tuple[float, float, float]] = {
     "auburn": (0.42, 0.19, 0.09),
     "blond": (0.70, 0.56, 0.36),
     "light_blond": (0.84, 0.74, 0.54),
-    "white": (0.86, 0.85, 0.82),
+    "white": (0.86, 0.84, 0.78),
 }
 _WHITE = srgb_to_linear(HAIR_COLOURS["white"])
 
@@ -367,7 +367,7 @@ def render_hair(
     short_new = rng.uniform(0.2, 0.6, n)
     light = rng.normal(0.0, 0.35, 2)
     exponent = int(rng.choice([32, 64, 128]))
-    shine = rng.uniform(0.1, 0.3)
+    shine = rng.uniform(0.05, 0.2)
     tip_light = rng.uniform(0.0, 0.35)
     # Neighbouring hairs lie together (locks), curl together and are cut to similar lengths.
     lock_mm = rng.uniform(3.0, 10.0) * (1.0 if spec.length_mm > 15.0 else 0.5)
@@ -407,9 +407,9 @@ def render_hair(
             cols = np.clip(base_col[None, :] * bright[sel, None], 0.0, 1.0)
         # Lock shade, and deep shade in the partings between locks (where the lock field changes sign).
         # Short hair stands apart: only long hair forms locks with partings.
-        depth = 0.6 * long_hair
+        depth = 0.75 * long_hair
         gap = 1.0 - depth + depth * smoothstep(np.abs(_sample(clump, roots[sel]).astype(np.float64)) * (1.0 / 0.25))
-        lock_shade = np.clip(1.0 + (0.15 + 0.3 * long_hair) * _sample(shade, roots[sel]), 0.35, 1.6)
+        lock_shade = np.clip(1.0 + (0.15 + 0.55 * long_hair) * _sample(shade, roots[sel]), 0.25, 1.8)
         cols = cols * (lock_shade * gap)[:, None]
         cols = np.where(white[sel, None], _WHITE[None, :] * np.clip(bright[sel, None], 0.75, 1.1), cols)
         # Regrowth is vellus-like: fine, short and lighter than the terminal hair.
@@ -418,7 +418,7 @@ def render_hair(
         k = pts.shape[1] - 1
         # Along the strand: shadowed roots (more so under long hair), lighter tips.
         s = (np.arange(k, dtype=np.float64) + 0.5) / k
-        root_dark = 0.55 if spec.length_mm > 15.0 else 0.8
+        root_dark = 0.8 - 0.4 * long_hair
         along = root_dark + (1.0 - root_dark) * np.minimum(s * 2.0, 1.0) + tip_light * s * s
         seg_cols = cols[:, None, :] * along[None, :, None]
         lx, ly = float(light[0]), float(light[1])

@@ -231,7 +231,7 @@ class HairLayers:
 _UNIT_SIZES = np.array([1, 2, 3])
 _UNIT_P = np.array([0.3, 0.5, 0.2])
 #: Total strand length (canvas px) drawn per photo at most.
-_MAX_STRAND_PX = 2.5e6
+_MAX_STRAND_PX = 5e6
 
 
 def _roots(spec: HairSpec, framing: Framing, body: Body, max_strands: int) -> tuple[np.random.Generator, np.ndarray, np.ndarray, float]:
@@ -466,7 +466,8 @@ def _grow(
     """
     flow = body.flow
     n = len(roots)
-    k = int(min(12, max(5, math.ceil(float(np.median(length)) / 6.0)))) if n else 5
+    # Segments about 10 px long (5 to 32 per strand), so curves stay round and strands stop at outlines.
+    k = int(min(32, max(5, math.ceil(float(np.median(length)) / 10.0)))) if n else 5
     d = _sample(flow, roots).astype(np.float64)
     perp = np.stack([-d[:, 1], d[:, 0]], axis=1)
     offset = jitter * 0.5 + 0.25 * _sample(clump, roots).astype(np.float64)
@@ -513,6 +514,12 @@ def _draw_opaque(pts: np.ndarray, seg_cols: np.ndarray, shape: tuple[int, int], 
     n, k = seg_cols.shape[:2]
     segs = np.stack([pts[:, :-1], pts[:, 1:]], axis=2).reshape(n * k, 2, 2)
     cols = seg_cols.reshape(n * k, 3)
+    # Segments of strands that hang out of sight have no length: drawing them would leave dots.
+    d = segs[:, 1] - segs[:, 0]
+    keep = (d * d).sum(axis=1) > 0.01
+    segs, cols = segs[keep], cols[keep]
+    if len(segs) == 0:
+        return rgb, alpha
     lum = cols[:, 0] * 0.2126 + cols[:, 1] * 0.7152 + cols[:, 2] * 0.0722
     edges = np.quantile(lum, np.arange(1, 8) / 8.0) if len(cols) > 80 else np.array([])
     group = np.searchsorted(edges, lum) if edges.size else np.zeros(len(cols), dtype=np.int64)
@@ -538,7 +545,7 @@ def _draw_opaque(pts: np.ndarray, seg_cols: np.ndarray, shape: tuple[int, int], 
     return rgb, alpha
 
 
-def _splat(pts: np.ndarray, seg_cols: np.ndarray, shape: tuple[int, int], width: float, max_samples: int = 1_200_000) -> tuple[np.ndarray, np.ndarray]:
+def _splat(pts: np.ndarray, seg_cols: np.ndarray, shape: tuple[int, int], width: float, max_samples: int = 4_000_000) -> tuple[np.ndarray, np.ndarray]:
     """Strands thinner than a pixel: accumulate their length per pixel, so dense thin hair adds up.
 
     Points are sampled along every segment about a pixel apart; a pixel's coverage is

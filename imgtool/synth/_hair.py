@@ -231,7 +231,7 @@ class HairLayers:
 _UNIT_SIZES = np.array([1, 2, 3])
 _UNIT_P = np.array([0.3, 0.5, 0.2])
 #: Total strand length (canvas px) drawn per photo at most.
-_MAX_STRAND_PX = 5e6
+_MAX_STRAND_PX = 4e6
 
 
 def _roots(spec: HairSpec, framing: Framing, body: Body, max_strands: int) -> tuple[np.random.Generator, np.ndarray, np.ndarray, float]:
@@ -545,7 +545,7 @@ def _draw_opaque(pts: np.ndarray, seg_cols: np.ndarray, shape: tuple[int, int], 
     return rgb, alpha
 
 
-def _splat(pts: np.ndarray, seg_cols: np.ndarray, shape: tuple[int, int], width: float, max_samples: int = 4_000_000) -> tuple[np.ndarray, np.ndarray]:
+def _splat(pts: np.ndarray, seg_cols: np.ndarray, shape: tuple[int, int], width: float, max_samples: int = 3_000_000) -> tuple[np.ndarray, np.ndarray]:
     """Strands thinner than a pixel: accumulate their length per pixel, so dense thin hair adds up.
 
     Points are sampled along every segment about a pixel apart; a pixel's coverage is
@@ -554,24 +554,27 @@ def _splat(pts: np.ndarray, seg_cols: np.ndarray, shape: tuple[int, int], width:
     length-weighted mean of the segments in the pixel.
     """
     h, w = shape
-    n, kp1, _ = pts.shape
-    seg = pts[:, 1:] - pts[:, :-1]
-    seg_len = np.sqrt((seg * seg).sum(axis=2))
+    start = pts[:, :-1].reshape(-1, 2)
+    seg = (pts[:, 1:] - pts[:, :-1]).reshape(-1, 2)
+    seg_len = np.sqrt((seg * seg).sum(axis=1))
+    # Segments of strands that hang out of sight have no length and add nothing.
+    keep = seg_len > 1e-3
+    start, seg, seg_len, seg_cols = start[keep], seg[keep], seg_len[keep], seg_cols.reshape(-1, 3)[keep]
+    if seg_len.size == 0:
+        return np.zeros((h, w, 3), dtype=np.float32), np.zeros((h, w), dtype=np.float32)
     total = float(seg_len.sum())
     spacing = max(0.9, total / max_samples)
     m = int(min(32, max(1, math.ceil(float(np.median(seg_len)) / spacing))))
     t = (np.arange(m, dtype=np.float64) + 0.5) / m
-    # Samples: (strand, segment, step along the segment).
-    px = pts[:, :-1, None, 0] + seg[:, :, None, 0] * t
-    py = pts[:, :-1, None, 1] + seg[:, :, None, 1] * t
-    x = np.floor(px + 0.5).astype(np.int64).ravel()
-    y = np.floor(py + 0.5).astype(np.int64).ravel()
+    # Samples: (segment, step along the segment).
+    x = np.floor(start[:, 0, None] + seg[:, 0, None] * t + 0.5).astype(np.int64).ravel()
+    y = np.floor(start[:, 1, None] + seg[:, 1, None] * t + 0.5).astype(np.int64).ravel()
     ok = (x >= 0) & (x < w) & (y >= 0) & (y < h)
     flat = (y * w + x)[ok]
-    wgt = np.broadcast_to((seg_len / m)[:, :, None], (n, kp1 - 1, m)).ravel()[ok]
-    cols = np.broadcast_to(seg_cols[:, :, None, :], (n, kp1 - 1, m, 3)).reshape(-1, 3)[ok]
-    count = np.bincount(flat, weights=wgt, minlength=h * w)
-    sums = np.stack([np.bincount(flat, weights=wgt * cols[:, c], minlength=h * w) for c in range(3)])
+    del x, y
+    shape_s = (seg_len.size, m)
+    count = np.bincount(flat, weights=np.broadcast_to((seg_len / m)[:, None], shape_s).ravel()[ok], minlength=h * w)
+    sums = np.stack([np.bincount(flat, weights=np.broadcast_to((seg_len / m * seg_cols[:, c])[:, None], shape_s).ravel()[ok], minlength=h * w) for c in range(3)])
     xcov = (count * width).astype(np.float32).reshape(h, w)
     alpha = 1.0 - 1.0 / (1.0 + xcov + xcov * xcov * np.float32(0.5))
     safe = np.maximum(count, 1e-12)

@@ -10,7 +10,12 @@ islands (regrowth in patches); further loss does the opposite.
 The hair label of a visit is exact: the kept region (``rho >= 0.5``) plus any skin
 that drawn strands cover densely (long hair lying over a patch covers it). Strands
 grow from a fixed set of roots shared by both visits, so persistent hair looks the
-same; hair that is new at the follow-up is shorter and often lighter, as regrowth is.
+same; hair that is new at the follow-up is shorter, finer and lighter (vellus-like) or
+white, as regrowth is.
+
+Strands grow in follicular units of 1-3 hairs, in locks, along the body's flow field and
+lying on its relief (foreshortened on slopes, hanging out of sight past the outline);
+their colour darkens towards the root and carries Kajiya-Kay highlights.
 """
 
 from __future__ import annotations

@@ -10,7 +10,12 @@ islands (regrowth in patches); further loss does the opposite.
 The hair label of a visit is exact: the kept region (``rho >= 0.5``) plus any skin
 that drawn strands cover densely (long hair lying over a patch covers it). Strands
 grow from a fixed set of roots shared by both visits, so persistent hair looks the
-same; hair that is new at the follow-up is shorter and often lighter, as regrowth is.
+same; hair that is new at the follow-up is shorter, finer and lighter (vellus-like) or
+white, as regrowth is.
+
+Strands grow in follicular units of 1-3 hairs, in locks, along the body's flow field and
+lying on its relief (foreshortened on slopes, hanging out of sight past the outline);
+their colour darkens towards the root and carries Kajiya-Kay highlights.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from ._fields import blur, draw_discs, fractal, noise, smoothstep
+from ._fields import blur, draw_discs, fractal, noise, power, smoothstep
 from ._scene import Body, Framing, srgb_to_linear
 
 #: Hair colours (sRGB) from black to blond, red and white.
@@ -32,7 +37,7 @@ HAIR_COLOURS: dict[str, tuple[float, float, float]] = {
     "auburn": (0.42, 0.19, 0.09),
     "blond": (0.70, 0.56, 0.36),
     "light_blond": (0.84, 0.74, 0.54),
-    "white": (0.86, 0.85, 0.82),
+    "white": (0.86, 0.84, 0.78),
 }
 _WHITE = srgb_to_linear(HAIR_COLOURS["white"])
 
@@ -88,16 +93,18 @@ def sample_hair(rng: np.random.Generator, body: Body, fitzpatrick: int) -> HairS
     kind = body.hair_kind
     if kind == "scalp":
         density = rng.uniform(0.8, 2.4)
-        length = float(math.exp(rng.uniform(math.log(2.0), math.log(70.0))))
+        # Styles: cropped, short, long (log-uniform lengths within each).
+        lo, hi = ((2.0, 12.0), (12.0, 50.0), (50.0, 180.0))[int(rng.choice(3, p=[0.35, 0.45, 0.2]))]
+        length = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
         width = rng.uniform(0.05, 0.1)
-        curl = rng.uniform(0.0, 0.25) if rng.random() < 0.8 else rng.uniform(0.3, 0.8)
-        spread = rng.uniform(0.1, 0.35)
+        curl = rng.uniform(0.0, 0.3) if rng.random() < 0.8 else rng.uniform(0.4, 1.2)
+        spread = rng.uniform(0.05, 0.25)
     elif kind == "face":
         density = rng.uniform(0.5, 1.5)
         length = rng.uniform(3.0, 12.0)
         width = rng.uniform(0.06, 0.12)
-        curl = rng.uniform(0.0, 0.4)
-        spread = rng.uniform(0.15, 0.4)
+        curl = rng.uniform(0.15, 0.7)
+        spread = rng.uniform(0.1, 0.3)
     else:
         density = rng.uniform(0.08, 0.5)
         length = rng.uniform(5.0, 22.0)
@@ -123,7 +130,7 @@ def ensure_visible(spec: HairSpec, skin_tone: np.ndarray, target: float = 0.06) 
     """
     skin = _lum(np.asarray(skin_tone))
     dens_cap = {"scalp": 3.0, "face": 2.0}.get(spec.kind, 0.7)
-    len_cap = {"scalp": 80.0, "face": 14.0}.get(spec.kind, 28.0)
+    len_cap = {"scalp": 180.0, "face": 14.0}.get(spec.kind, 28.0)
 
     def visibility(s: HairSpec) -> float:
         col = srgb_to_linear(HAIR_COLOURS[s.colour_name])
@@ -154,6 +161,8 @@ def loss_field(rng: np.random.Generator, framing: Framing, body: Body) -> np.nda
     h, w = framing.world_shape
     mmpp = framing.mm_per_px
     g = np.float32(0.45) * fractal(rng, (h, w), rng.uniform(15, 45) / mmpp, octaves=3)
+    # Fine irregularity: patch edges are ragged and coalescing, not round.
+    g += np.float32(rng.uniform(0.08, 0.2)) * fractal(rng, (h, w), max(2.0, rng.uniform(3.0, 8.0) / mmpp), octaves=2)
     base = body.hair_base >= 0.5
     ys, xs = np.nonzero(base)
     n = int(rng.integers(2, 9))
@@ -223,7 +232,20 @@ class HairLayers:
     kept: np.ndarray
 
 
-def _roots(spec: HairSpec, framing: Framing, body: Body, max_strands: int) -> tuple[np.random.Generator, np.ndarray, float]:
+#: Hairs per follicular unit (scalp and beard hair grows in units of 1-3 hairs).
+_UNIT_SIZES = np.array([1, 2, 3])
+_UNIT_P = np.array([0.3, 0.5, 0.2])
+#: Total strand length (canvas px) drawn per photo at most.
+_MAX_STRAND_PX = 4e6
+
+
+def _roots(spec: HairSpec, framing: Framing, body: Body, max_strands: int) -> tuple[np.random.Generator, np.ndarray, np.ndarray, float]:
+    """Strand roots grouped in follicular units.
+
+    Returns the generator of the per-strand draws, the roots ``(N, 2)`` (canvas px),
+    the unit of every strand ``(N,)`` and the width boost that makes up for a cap on
+    the number of strands.
+    """
     rng = np.random.default_rng(spec.seed)
     h, w = framing.world_shape
     mmpp = framing.mm_per_px
@@ -236,10 +258,51 @@ def _roots(spec: HairSpec, framing: Framing, body: Body, max_strands: int) -> tu
         n = max_strands
     flat = np.flatnonzero(zone.ravel())
     if flat.size == 0 or n == 0:
-        return rng, np.zeros((0, 2)), boost
-    idx = flat[rng.integers(0, flat.size, size=n)]
-    pts = np.stack([idx % w, idx // w], axis=1).astype(np.float64) + rng.uniform(-0.5, 0.5, (n, 2))
-    return rng, pts, boost
+        return rng, np.zeros((0, 2)), np.zeros(0, dtype=np.int64), boost
+    n_units = int(math.ceil(n / float((_UNIT_SIZES * _UNIT_P).sum())))
+    sizes = rng.choice(_UNIT_SIZES, size=n_units, p=_UNIT_P)
+    unit = np.repeat(np.arange(n_units), sizes)[:n]
+    n = len(unit)
+    idx = flat[rng.integers(0, flat.size, size=n_units)]
+    centre = np.stack([idx % w, idx // w], axis=1).astype(np.float64) + rng.uniform(-0.5, 0.5, (n_units, 2))
+    # Hairs of one unit leave the skin within about 0.15 mm of each other.
+    pts = centre[unit] + rng.normal(0.0, 0.15 / mmpp, (n, 2))
+    return rng, pts, unit, boost
+
+
+def _sample(field: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Nearest-pixel values of a canvas field at points ``(..., 2)`` (clamped to the canvas)."""
+    h, w = field.shape[:2]
+    ix = np.clip(np.floor(pts[..., 0] + 0.5).astype(np.int64), 0, w - 1)
+    iy = np.clip(np.floor(pts[..., 1] + 0.5).astype(np.int64), 0, h - 1)
+    return field[iy, ix]
+
+
+def _sheen(pts: np.ndarray, height: np.ndarray, wave: np.ndarray, light: np.ndarray, exponent: int) -> tuple[np.ndarray, np.ndarray]:
+    """Kajiya-Kay highlights of strand segments: bright where the strand is across the half vector.
+
+    A strand's tangent ``t`` has the canvas direction of the segment and a rise from
+    the relief (hair lies on the head) plus ``wave`` (N, K), the lock's waviness; the specular term is
+    ``sin(t, H)^exponent`` with ``H`` the half vector of the light and the viewer
+    (along z). The secondary highlight (light that went through the hair, tinted by
+    it) sits a little further along.
+
+    Returns
+    -------
+    primary, secondary : (N, K) float64 ndarrays, 0..1
+    """
+    seg = pts[:, 1:] - pts[:, :-1]
+    rise = _sample(height, pts[:, 1:]).astype(np.float64) - _sample(height, pts[:, :-1]).astype(np.float64)
+    ln = np.sqrt((seg * seg).sum(axis=2)) + 1e-9
+    tz = rise / ln + wave
+    norm = np.sqrt(1.0 + tz * tz)
+    hx, hy, hz = light[0], light[1], light[2] + 1.0
+    hn = math.sqrt(hx * hx + hy * hy + hz * hz)
+    c = (seg[..., 0] / ln * hx + seg[..., 1] / ln * hy + tz * hz) / (norm * hn)
+    s1 = np.maximum(1.0 - c * c, 0.0)
+    c2 = c + 0.2
+    s2 = np.maximum(1.0 - c2 * c2, 0.0)
+    return power(s1.astype(np.float32), exponent // 2).astype(np.float64), power(s2.astype(np.float32), exponent // 4).astype(np.float64)
 
 
 def render_hair(
@@ -255,6 +318,13 @@ def render_hair(
 ) -> HairLayers:
     """Draw the hair of one visit.
 
+    Strands grow from follicular units of 1-3 hairs along the body's flow field, in
+    locks (neighbouring strands share direction, curl and cut length); each strand is
+    darker at the root (shadowed by the hair above it) and lighter at the tip, locks
+    differ in shade, and Kajiya-Kay highlights run across locks where the strands lie
+    across the light. A few flyaways stray from the flow. Hair that is new at this
+    visit (regrowth) is short, thin and light (vellus-like), or white.
+
     Parameters
     ----------
     spec : HairSpec
@@ -262,7 +332,7 @@ def render_hair(
     framing : Framing
         Canvas geometry and scale.
     body : Body
-        Base region and flow.
+        Base region, flow and relief.
     g : (H, W) float32 ndarray
         Loss field of the scene.
     state : HairState
@@ -282,34 +352,53 @@ def render_hair(
     mmpp = framing.mm_per_px
     field = g if state.field_shift is None else g + state.field_shift
     kept = body.hair_base * smoothstep((np.float32(state.level) - field) * np.float32(1.0 / 0.06) + np.float32(0.5))
-    rng, roots, boost = _roots(spec, framing, body, max_strands)
+    # Long hair at a wide framing: fewer, wider strands keep the drawn length bounded.
+    cap = int(min(max_strands, max(1000, _MAX_STRAND_PX * mmpp / spec.length_mm)))
+    rng, roots, unit, boost = _roots(spec, framing, body, cap)
     n = len(roots)
+    n_units = int(unit.max()) + 1 if n else 0
     # Every per-strand draw happens for every strand, whatever the visit.
     u = rng.random(n)
-    length = spec.length_mm * rng.lognormal(0.0, 0.35 * math.log(2.0), n) / mmpp
-    lie = rng.uniform(0.45, 1.0, n)  # hairs stand at an angle: projected length is shorter
-    bright = rng.lognormal(0.0, 0.3 * math.log(2.0), n)
+    length = spec.length_mm * rng.lognormal(0.0, 0.3 * math.log(2.0), n) / mmpp
+    lie = rng.uniform(0.6, 1.0, n)  # hairs leave the skin at an angle: projected length is shorter
+    bright = rng.lognormal(0.0, 0.2 * math.log(2.0), n)
     white = rng.random(n) < spec.grey
-    sheen = rng.random(n) < 0.12
-    jitter = rng.normal(0.0, spec.spread, n)
-    curl = spec.curl * rng.normal(1.0, 0.5, n) * np.where(rng.random(n) < 0.5, -1.0, 1.0)
-    wobble = rng.normal(0.0, 0.08, (n, 6))
+    jitter = rng.normal(0.0, spec.spread, n_units)[unit] + rng.normal(0.0, 0.3 * spec.spread, n)
+    curl = spec.curl * rng.normal(1.0, 0.25, n)
+    wobble = rng.normal(0.0, 0.03, (n, 12))
+    stray = rng.random(n) < 0.015
+    stray_turn = rng.normal(0.0, 1.2, n)
     white_new = rng.random(n)
-    short_new = rng.uniform(0.25, 0.7, n)
-    # Neighbouring hairs lie together (locks) and are cut to similar lengths.
-    clump = noise(rng, (h, w), max(2.0, rng.uniform(2.0, 8.0) / mmpp))
+    short_new = rng.uniform(0.2, 0.6, n)
+    light = rng.normal(0.0, 0.35, 2)
+    exponent = int(rng.choice([32, 64, 128]))
+    shine = rng.uniform(0.05, 0.2)
+    tip_light = rng.uniform(0.0, 0.35)
+    # Neighbouring hairs lie together (locks), curl together and are cut to similar lengths.
+    lock_mm = rng.uniform(3.0, 10.0) * (1.0 if spec.length_mm > 15.0 else 0.5)
+    clump = noise(rng, (h, w), max(2.0, lock_mm / mmpp))
+    lock_curl = noise(rng, (h, w), max(2.0, 2.0 * lock_mm / mmpp))
     cut = noise(rng, (h, w), max(2.0, 40.0 / mmpp))
-    # Locks catch the light differently: lighter and darker clumps of strands.
-    shade = noise(rng, (h, w), max(2.0, rng.uniform(3.0, 10.0) / mmpp))
+    # Locks catch the light differently: lighter and darker locks, deep shade between them.
+    shade = noise(rng, (h, w), max(2.0, lock_mm / mmpp))
+    # Locks are wavy: the strands of a lock rise and fall in step along their length, so
+    # highlights form bands across the lock (a triangle wave of the arc length, phase per lock).
+    wave_amp = rng.uniform(0.1, 0.5)
+    wave_len = rng.uniform(8.0, 25.0) / mmpp
+    wave_phase = noise(rng, (h, w), max(2.0, 2.0 * lock_mm / mmpp))
 
-    ix = np.clip(np.round(roots[:, 0]).astype(np.int64), 0, w - 1) if n else np.zeros(0, np.int64)
-    iy = np.clip(np.round(roots[:, 1]).astype(np.int64), 0, h - 1) if n else np.zeros(0, np.int64)
-    rho = kept[iy, ix].astype(np.float64) if n else np.zeros(0)
+    # Long hair lies in locks with partings and shines in bands; short hair stands apart and is duller.
+    long_hair = min(1.0, max(0.0, (spec.length_mm - 10.0) / 30.0))
+    wave_amp *= long_hair
+    shine *= 0.3 + 0.7 * long_hair
+    rho = _sample(kept, roots).astype(np.float64) if n else np.zeros(0)
     active = (rho >= 0.5) & (u < rho)
     new = np.zeros(n, dtype=bool)
     if before_kept is not None and n:
-        new = active & (before_kept[iy, ix] < 0.5)
+        new = active & (_sample(before_kept, roots) < 0.5)
+    length = length * np.clip(1.0 + 0.35 * _sample(cut, roots), 0.4, 1.6) if n else length
     length = np.where(new, length * short_new, length) * lie
+    length = np.where(stray, length * 1.3, length)
     white = np.where(new, white_new < state.regrowth_white, white)
 
     rgb = np.zeros((h, w, 3), dtype=np.float32)
@@ -318,33 +407,40 @@ def render_hair(
     if sel.size:
         base_col = srgb_to_linear(HAIR_COLOURS[spec.colour_name]).astype(np.float64)
         if colour_texture is not None:
-            cols = colour_texture[iy[sel], ix[sel]].astype(np.float64)
+            cols = _sample(colour_texture, roots[sel]).astype(np.float64)
         else:
             cols = np.clip(base_col[None, :] * bright[sel, None], 0.0, 1.0)
-        cols = cols * np.clip(1.0 + 0.3 * shade[iy[sel], ix[sel]], 0.5, 1.5)[:, None]
-        cols = np.where(sheen[sel, None], np.clip(cols * 1.8 + 0.02, 0.0, 1.0), cols)
-        cols = np.where(white[sel, None], _WHITE[None, :] * np.clip(bright[sel, None], 0.7, 1.1), cols)
-        # Strand polylines, grown segment by segment along the flow (exact arithmetic only).
-        k = 6
-        d = body.flow[iy[sel], ix[sel]].astype(np.float64)
-        perp = np.stack([-d[:, 1], d[:, 0]], axis=1)
-        d = d + (jitter[sel] * 0.5 + 0.6 * clump[iy[sel], ix[sel]])[:, None] * perp
-        length = length * np.clip(1.0 + 0.35 * cut[iy, ix], 0.4, 1.6) if n else length
-        d /= np.sqrt((d * d).sum(axis=1, keepdims=True)) + 1e-12
-        step = (length[sel] / k)[:, None]
-        pts = np.empty((sel.size, k + 1, 2))
-        pts[:, 0] = roots[sel]
-        for j in range(k):
-            perp = np.stack([-d[:, 1], d[:, 0]], axis=1)
-            d = d + (curl[sel] / k + wobble[sel, j])[:, None] * perp
-            d /= np.sqrt((d * d).sum(axis=1, keepdims=True)) + 1e-12
-            pts[:, j + 1] = pts[:, j] + d * step
+        # Lock shade, and deep shade in the partings between locks (where the lock field changes sign).
+        # Short hair stands apart: only long hair forms locks with partings.
+        depth = 0.75 * long_hair
+        gap = 1.0 - depth + depth * smoothstep(np.abs(_sample(clump, roots[sel]).astype(np.float64)) * (1.0 / 0.25))
+        lock_shade = np.clip(1.0 + (0.15 + 0.55 * long_hair) * _sample(shade, roots[sel]), 0.25, 1.8)
+        cols = cols * (lock_shade * gap)[:, None]
+        cols = np.where(white[sel, None], _WHITE[None, :] * np.clip(bright[sel, None], 0.75, 1.1), cols)
+        # Regrowth is vellus-like: fine, short and lighter than the terminal hair.
+        cols = np.where(new[sel, None] & ~white[sel, None], cols + 0.5 * (_WHITE[None, :] * 0.8 - cols), cols)
+        pts = _grow(roots[sel], length[sel], body, jitter[sel], curl[sel], wobble[sel], stray[sel], stray_turn[sel], clump, lock_curl)
+        k = pts.shape[1] - 1
+        # Along the strand: shadowed roots (more so under long hair), lighter tips.
+        s = (np.arange(k, dtype=np.float64) + 0.5) / k
+        root_dark = 0.8 - 0.4 * long_hair
+        along = root_dark + (1.0 - root_dark) * np.minimum(s * 2.0, 1.0) + tip_light * s * s
+        seg_cols = cols[:, None, :] * along[None, :, None]
+        lx, ly = float(light[0]), float(light[1])
+        arc = (np.arange(k, dtype=np.float64) + 0.5)[None, :] * (length[sel] / k)[:, None]
+        x = arc / wave_len + _sample(wave_phase, roots[sel]).astype(np.float64)[:, None]
+        wave = wave_amp * (4.0 * np.abs(x - np.floor(x + 0.5)) - 1.0)
+        prim, sec = _sheen(pts, body.height, wave, np.array([lx, ly, math.sqrt(max(1.0 - lx * lx - ly * ly, 0.2))]), exponent)
+        seg_cols = seg_cols + shine * (prim[..., None] * 0.9 + sec[..., None] * 1.5 * cols[:, None, :])
+        seg_cols = np.clip(seg_cols, 0.0, 1.0)
         width_px = spec.width_mm / mmpp * math.sqrt(boost)
         opacity = 0.75 if spec.colour_name in ("blond", "light_blond") else 0.92
-        if width_px >= 1.0:
-            rgb, alpha = _draw_opaque(pts, cols, (h, w), int(round(width_px)), opacity)
-        else:
-            rgb, alpha = _splat(pts, cols, (h, w), width_px * opacity)
+        fine = new[sel]
+        rgb, alpha = _draw(pts[~fine], seg_cols[~fine], (h, w), width_px, opacity)
+        if fine.any():
+            vrgb, valpha = _splat(pts[fine], seg_cols[fine], (h, w), min(width_px * 0.45, 0.9) * 0.7)
+            rgb = vrgb + rgb * (1.0 - valpha)[..., None]
+            alpha = valpha + alpha * (1.0 - valpha)
     # The label: kept region plus skin that strands cover densely.
     spacing_px = 1.0 / math.sqrt(max(spec.density, 1e-3)) / mmpp
     ksz = int(min(31, max(3, 2 * int(spacing_px) + 1)))
@@ -353,17 +449,88 @@ def render_hair(
     return HairLayers(rgb, alpha, label.astype(np.float32), kept.astype(np.float32))
 
 
-def _draw_opaque(pts: np.ndarray, cols: np.ndarray, shape: tuple[int, int], thick: int, opacity: float) -> tuple[np.ndarray, np.ndarray]:
-    """Strands at least a pixel wide: antialiased polylines in a few colour groups, darkest first."""
+def _grow(
+    roots: np.ndarray,
+    length: np.ndarray,
+    body: Body,
+    jitter: np.ndarray,
+    curl: np.ndarray,
+    wobble: np.ndarray,
+    stray: np.ndarray,
+    stray_turn: np.ndarray,
+    clump: np.ndarray,
+    lock_curl: np.ndarray,
+) -> np.ndarray:
+    """Strand polylines ``(N, K + 1, 2)`` grown segment by segment along the flow (exact arithmetic only).
+
+    Every segment turns towards the flow where it is (so long hair follows the combing
+    direction around the head), by its lock's offset and curl, and by a little of its own.
+    Hair lies on the body: a step along a slope of the relief is foreshortened in the
+    picture, so strands wrap around a rounded head instead of sticking out of its
+    outline, and a strand that has fallen over the outline hangs down out of sight.
+    """
+    flow = body.flow
+    n = len(roots)
+    # Segments about 10 px long (5 to 32 per strand), so curves stay round and strands stop at outlines.
+    k = int(min(32, max(5, math.ceil(float(np.median(length)) / 10.0)))) if n else 5
+    d = _sample(flow, roots).astype(np.float64)
+    perp = np.stack([-d[:, 1], d[:, 0]], axis=1)
+    offset = jitter * 0.5 + 0.25 * _sample(clump, roots).astype(np.float64)
+    offset = np.where(stray, offset + stray_turn, offset)
+    d = d + offset[:, None] * perp
+    d /= np.sqrt((d * d).sum(axis=1, keepdims=True)) + 1e-12
+    bend = curl * (0.5 + 1.0 * _sample(lock_curl, roots).astype(np.float64)) * np.where(stray, 3.0, 1.0)
+    step = (length / k)[:, None]
+    pts = np.empty((n, k + 1, 2))
+    pts[:, 0] = roots
+    for j in range(k):
+        f = _sample(flow, pts[:, j]).astype(np.float64)
+        fperp = np.stack([-f[:, 1], f[:, 0]], axis=1)
+        target = f + offset[:, None] * fperp
+        d = d + 0.35 * (target - d) * (~stray)[:, None]
+        perp = np.stack([-d[:, 1], d[:, 0]], axis=1)
+        d = d + (bend / k + wobble[:, j % wobble.shape[1]])[:, None] * perp
+        d /= np.sqrt((d * d).sum(axis=1, keepdims=True)) + 1e-12
+        # Rise of the relief per pixel along d (central difference over one pixel each way).
+        slope = 0.5 * (_sample(body.height, pts[:, j] + d).astype(np.float64) - _sample(body.height, pts[:, j] - d))
+        fore = 1.0 / np.sqrt(1.0 + slope * slope) * (_sample(body.coverage, pts[:, j]) >= 0.5)
+        pts[:, j + 1] = pts[:, j] + d * (step * fore[:, None])
+    return pts
+
+
+def _draw(pts: np.ndarray, seg_cols: np.ndarray, shape: tuple[int, int], width_px: float, opacity: float) -> tuple[np.ndarray, np.ndarray]:
+    """Strands with a colour per segment: antialiased lines when at least a pixel wide, else accumulated."""
+    if len(pts) == 0:
+        return np.zeros(shape + (3,), dtype=np.float32), np.zeros(shape, dtype=np.float32)
+    if width_px >= 1.0:
+        return _draw_opaque(pts, seg_cols, shape, int(round(width_px)), opacity)
+    return _splat(pts, seg_cols, shape, width_px * opacity)
+
+
+def _draw_opaque(pts: np.ndarray, seg_cols: np.ndarray, shape: tuple[int, int], thick: int, opacity: float) -> tuple[np.ndarray, np.ndarray]:
+    """Strands at least a pixel wide: antialiased segments in colour groups, darkest first.
+
+    Segments are grouped by luminance (eight groups); darker groups are drawn first, so
+    shadowed roots lie under the lit parts of the hair.
+    """
     h, w = shape
     rgb = np.zeros((h, w, 3), dtype=np.float32)
     alpha = np.zeros((h, w), dtype=np.float32)
+    n, k = seg_cols.shape[:2]
+    segs = np.stack([pts[:, :-1], pts[:, 1:]], axis=2).reshape(n * k, 2, 2)
+    cols = seg_cols.reshape(n * k, 3)
+    # Segments of strands that hang out of sight have no length: drawing them would leave dots.
+    d = segs[:, 1] - segs[:, 0]
+    keep = (d * d).sum(axis=1) > 0.01
+    segs, cols = segs[keep], cols[keep]
+    if len(segs) == 0:
+        return rgb, alpha
     lum = cols[:, 0] * 0.2126 + cols[:, 1] * 0.7152 + cols[:, 2] * 0.0722
-    edges = np.quantile(lum, [0.2, 0.4, 0.6, 0.8]) if len(cols) > 50 else np.array([])
+    edges = np.quantile(lum, np.arange(1, 8) / 8.0) if len(cols) > 80 else np.array([])
     group = np.searchsorted(edges, lum) if edges.size else np.zeros(len(cols), dtype=np.int64)
-    int_pts = np.round(pts * 8.0).astype(np.int32)
-    lo = np.clip(np.floor(pts.reshape(-1, 2).min(axis=0)).astype(int) - thick - 2, 0, [w, h])
-    hi = np.clip(np.ceil(pts.reshape(-1, 2).max(axis=0)).astype(int) + thick + 3, 0, [w, h])
+    int_pts = np.round(segs * 8.0).astype(np.int32)
+    lo = np.clip(np.floor(segs.reshape(-1, 2).min(axis=0)).astype(int) - thick - 2, 0, [w, h])
+    hi = np.clip(np.ceil(segs.reshape(-1, 2).max(axis=0)).astype(int) + thick + 3, 0, [w, h])
     (x0, y0), (x1, y1) = lo, hi
     if x1 <= x0 or y1 <= y0:
         return rgb, alpha
@@ -383,33 +550,36 @@ def _draw_opaque(pts: np.ndarray, cols: np.ndarray, shape: tuple[int, int], thic
     return rgb, alpha
 
 
-def _splat(pts: np.ndarray, cols: np.ndarray, shape: tuple[int, int], width: float, max_samples: int = 1_200_000) -> tuple[np.ndarray, np.ndarray]:
+def _splat(pts: np.ndarray, seg_cols: np.ndarray, shape: tuple[int, int], width: float, max_samples: int = 3_000_000) -> tuple[np.ndarray, np.ndarray]:
     """Strands thinner than a pixel: accumulate their length per pixel, so dense thin hair adds up.
 
     Points are sampled along every segment about a pixel apart; a pixel's coverage is
     ``1 - 1 / (1 + x + x^2 / 2)`` with ``x`` = covered area (length x width), a
     saturating curve close to ``1 - exp(-x)`` in exact arithmetic. Colours are the
-    length-weighted mean of the strands in the pixel.
+    length-weighted mean of the segments in the pixel.
     """
     h, w = shape
-    n, kp1, _ = pts.shape
-    seg = pts[:, 1:] - pts[:, :-1]
-    seg_len = np.sqrt((seg * seg).sum(axis=2))
+    start = pts[:, :-1].reshape(-1, 2)
+    seg = (pts[:, 1:] - pts[:, :-1]).reshape(-1, 2)
+    seg_len = np.sqrt((seg * seg).sum(axis=1))
+    # Segments of strands that hang out of sight have no length and add nothing.
+    keep = seg_len > 1e-3
+    start, seg, seg_len, seg_cols = start[keep], seg[keep], seg_len[keep], seg_cols.reshape(-1, 3)[keep]
+    if seg_len.size == 0:
+        return np.zeros((h, w, 3), dtype=np.float32), np.zeros((h, w), dtype=np.float32)
     total = float(seg_len.sum())
     spacing = max(0.9, total / max_samples)
     m = int(min(32, max(1, math.ceil(float(np.median(seg_len)) / spacing))))
     t = (np.arange(m, dtype=np.float64) + 0.5) / m
-    # Samples: (strand, segment, step along the segment).
-    px = pts[:, :-1, None, 0] + seg[:, :, None, 0] * t
-    py = pts[:, :-1, None, 1] + seg[:, :, None, 1] * t
-    x = np.floor(px + 0.5).astype(np.int64).ravel()
-    y = np.floor(py + 0.5).astype(np.int64).ravel()
+    # Samples: (segment, step along the segment).
+    x = np.floor(start[:, 0, None] + seg[:, 0, None] * t + 0.5).astype(np.int64).ravel()
+    y = np.floor(start[:, 1, None] + seg[:, 1, None] * t + 0.5).astype(np.int64).ravel()
     ok = (x >= 0) & (x < w) & (y >= 0) & (y < h)
     flat = (y * w + x)[ok]
-    wgt = np.broadcast_to((seg_len / m)[:, :, None], (n, kp1 - 1, m)).ravel()[ok]
-    sid = np.broadcast_to(np.arange(n)[:, None, None], (n, kp1 - 1, m)).ravel()[ok]
-    count = np.bincount(flat, weights=wgt, minlength=h * w)
-    sums = np.stack([np.bincount(flat, weights=wgt * cols[sid, c], minlength=h * w) for c in range(3)])
+    del x, y
+    shape_s = (seg_len.size, m)
+    count = np.bincount(flat, weights=np.broadcast_to((seg_len / m)[:, None], shape_s).ravel()[ok], minlength=h * w)
+    sums = np.stack([np.bincount(flat, weights=np.broadcast_to((seg_len / m * seg_cols[:, c])[:, None], shape_s).ravel()[ok], minlength=h * w) for c in range(3)])
     xcov = (count * width).astype(np.float32).reshape(h, w)
     alpha = 1.0 - 1.0 / (1.0 + xcov + xcov * xcov * np.float32(0.5))
     safe = np.maximum(count, 1e-12)

@@ -516,25 +516,68 @@ def _sleeve(rng: np.random.Generator, c: _Canvas, cov: np.ndarray, ang: float, w
     return cov * (1.0 - clothing), clothing
 
 
+def _head_outline(a: float, b: float, back: float, flat: float, rot: float, rng: np.random.Generator, n: int = 40) -> np.ndarray:
+    """Outline (mm) of a head seen from above: narrower forehead, wider and flatter back."""
+    pts = []
+    wob = 0.01 * rng.standard_normal(n)
+    for i in range(n):
+        t = 2.0 * math.pi * i / n
+        su, sv = math.sin(t), -math.cos(t)  # sv: -1 front (forehead), +1 back (occiput)
+        # The level set 1 of _skull_r2: between an ellipse and a squarer superellipse.
+        rho = math.sqrt(2.0 / (1.0 + math.sqrt(su**4 + sv**4)))
+        u, v = rho * su, rho * sv
+        x = a * u * (1.0 + back * v) * (1.0 + wob[i])
+        y = b * v * (1.0 - flat * max(v, 0.0) ** 2) * (1.0 + wob[i])
+        pts.append((math.cos(rot) * x - math.sin(rot) * y, math.sin(rot) * x + math.cos(rot) * y))
+    return chaikin(np.array(pts), 3)
+
+
+def _rotated(pts: list[tuple[float, float]], rot: float) -> np.ndarray:
+    ca, sa = math.cos(rot), math.sin(rot)
+    return np.array([(ca * x - sa * y, sa * x + ca * y) for x, y in pts])
+
+
 def _scalp(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int) -> Body:
+    """The head seen from above: an asymmetric skull (narrow forehead, broad occiput), ears,
+    the neck behind and the shoulders in clothing; hair with a frontal hairline and a
+    crown whorl behind the vertex."""
     shape = c.shape
-    a = rng.uniform(72, 82)  # half-width (mm)
+    a = rng.uniform(70, 80)  # half-width (mm) at the middle
     b = rng.uniform(92, 102)  # half-length; front of the head is up (negative y)
     rot = rng.uniform(-0.25, 0.25)
-    head = c.fill(_ellipse_poly(0, 0, a, b, rot, rng, 0.012, n=32))
+    back = rng.uniform(0.04, 0.1)  # how much wider the back of the head is than the front
+    flat = rng.uniform(0.0, 0.12)  # flattened occiput
+    head = c.fill(_head_outline(a, b, back, flat, rot, rng))
     # Ears at the sides, a little behind the middle.
     ears = np.zeros(shape, dtype=np.float32)
     for side in (1.0, -1.0):
         ex = side * (a + 1.5) * math.cos(rot) - 5 * math.sin(rot)
         ey = side * (a + 1.5) * math.sin(rot) + 5 * math.cos(rot)
         ears = np.maximum(ears, c.fill(_ellipse_poly(ex, ey, 6, 26, rot, rng, 0.05, n=18)))
-    cov = np.maximum(head, ears)
+    # The back of the neck, seen behind the head when the patient bends forward.
+    neck_end = b + rng.uniform(30, 70)
+    neck = c.fill(_rotated([(x, y) for x, y in _tube_poly((0, neck_end), (0, b * 0.4), 50, 45, rng)], rot))
     ca, sa = math.cos(rot), math.sin(rot)
-    u = (c.xx * np.float32(ca) + c.yy * np.float32(sa)) * np.float32(1.0 / a)
+    u = c.xx * np.float32(ca) + c.yy * np.float32(sa)
     v = (-c.xx * np.float32(sa) + c.yy * np.float32(ca)) * np.float32(1.0 / b)
-    r2 = np.minimum(u * u + v * v, 1.0)
-    height = np.float32(c.mm(a)) * np.sqrt(1.0 - r2)
+    # Skull relief: a dome whose top (the vertex) is behind the middle, over the egg outline.
+    vc = np.clip(v, -1.0, 1.0)
+    vn = v / (1.0 - np.float32(flat) * np.maximum(vc, 0.0) * vc)
+    uu = u / (np.float32(a) * (1.0 + np.float32(back) * np.clip(vn, -1.0, 1.0)))
+    u2, v2 = uu * uu, vn * vn
+    r2 = np.minimum(np.float32(0.5) * (u2 + v2) + np.float32(0.5) * np.sqrt(u2 * u2 + v2 * v2), 1.0)
+    tilt = 1.0 + np.float32(rng.uniform(0.08, 0.2)) * np.clip(vn, -1.0, 1.0)
+    dome = np.float32(c.mm(a)) * np.sqrt(1.0 - r2) * tilt * (head >= 0.02)
+    neck_h = _cylinder_height(neck, c.mm(40.0)) * np.float32(0.6)
+    height = _smooth_max(dome, neck_h, c.mm(15.0))
     height = np.maximum(height, _cylinder_height(ears, c.mm(4.0)) + np.float32(c.mm(20.0)) * (ears >= 0.5))
+    collar_y = b * (1.0 - flat) + rng.uniform(0, 18)
+    # The neckline curves up at the sides of the neck (y = collar_y - 0.006 x^2 in head axes).
+    ux = c.xx * np.float32(ca) + c.yy * np.float32(sa)
+    neckline = np.float32(collar_y) - np.float32(0.006) * ux * ux
+    neck = neck * smoothstep((neckline - (c.xx * np.float32(-sa) + c.yy * np.float32(ca))) * np.float32(1.0 / c.mm(1.5)) + 0.5)
+    cov = np.maximum(np.maximum(head, ears), neck)
+    u = u * np.float32(1.0 / a)
     # Hair grows on the whole scalp except in front of the frontal hairline (forehead).
     hairline = rng.uniform(0.55, 0.8) + 0.08 * fractal(rng, shape, c.mm(25.0), octaves=2)
     recession = rng.uniform(0.0, 0.25) if male else 0.0
@@ -556,9 +599,12 @@ def _scalp(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
     tint = np.ones(shape + (3,), dtype=np.float32)
     redness = np.zeros(shape, dtype=np.float32)
     clothing = np.zeros(shape, dtype=np.float32)
-    if rng.random() < 0.6:  # shoulders in a shirt around the head, seen from above
-        shoulders = c.fill(_ellipse_poly(0, 40, rng.uniform(190, 240), rng.uniform(110, 140), rot, rng, 0.03))
-        clothing = shoulders * (1.0 - cov)
+    # Shoulders in a shirt around the head, seen from above, with the neckline behind the neck.
+    sw = rng.uniform(200, 250)
+    top = b * rng.uniform(-0.1, 0.4)
+    outline = [(-sw, 600.0), (-sw, top + 60), (-sw * 0.85, top + 15), (-sw * 0.5, top), (-60.0, top + 5), (-52.0, collar_y - 16), (-30.0, collar_y - 5.4), (0.0, collar_y), (30.0, collar_y - 5.4), (52.0, collar_y - 16), (60.0, top + 5), (sw * 0.5, top), (sw * 0.85, top + 15), (sw, top + 60), (sw, 600.0)]
+    shoulders = c.fill(chaikin(_rotated(outline, rot), 3))
+    clothing = shoulders * (1.0 - cov)
     return Body(cov, clothing, height.astype(np.float32), tint, hair_base.astype(np.float32), flow, redness, head >= 0.5, "scalp", male)
 
 
@@ -621,14 +667,21 @@ def _face(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
         beard = np.maximum(np.maximum(cheeks * lower, chin) * face, neck_beard)
         beard = beard * smoothstep((0.7 + 0.3 * fractal(rng, shape, c.mm(15.0), octaves=2)) * 2.5 - 0.5)
         hair_base = np.maximum(hair_base, beard)
-    # Brow hair lies outward (laterally) and a little up; lashes and beard down; scalp back.
+    # Brows: the medial head points up, the body laterally with the upper hairs pointing down
+    # and the lower ones up (they meet along the brow's middle line), the tail laterally and
+    # down. Lashes and beard point down; the scalp back.
     near_eye = np.abs(c.yy - np.float32(eye_y)) < 6
-    fx = np.sign(c.xx) * np.float32(1.0)
-    fy = np.where(c.yy < eye_y - 6, -0.25, 1.2).astype(np.float32) + np.float32(0.2) * noise(rng, shape, c.mm(20))
+    t = np.clip((np.abs(c.xx) - np.float32(14.0)) * np.float32(1.0 / 44.0), 0.0, 1.0)
+    q = np.float32(2.0) * t - np.float32(0.8)
+    rel = np.clip((c.yy - (np.float32(brow_y) - np.float32(arch) * (1.0 - q * q))) * np.float32(1.0 / 5.0), -1.0, 1.0)
+    above = c.yy < eye_y - 6
+    fx = np.sign(c.xx) * np.where(above, np.float32(0.25) + np.float32(1.2) * t, np.float32(1.0))
+    brow_fy = np.float32(-1.2) * (1.0 - t) * (1.0 - t) - np.float32(0.45) * rel + np.float32(0.35) * t
+    fy = np.where(above, brow_fy, np.float32(1.2)).astype(np.float32) + np.float32(0.2) * noise(rng, shape, c.mm(20))
     fx = np.where(near_eye, np.float32(0.35) * np.sign(c.xx), fx).astype(np.float32)
     fy = np.where(near_eye, np.float32(1.0), fy).astype(np.float32)
     fy = np.where(c.yy < -b * 0.7, -1.5, fy).astype(np.float32)
-    fx = np.where((np.abs(c.xx) < 18) & ~near_eye, np.float32(0.3) * np.sign(c.xx), fx).astype(np.float32)
+    fx = np.where((np.abs(c.xx) < 18) & ~near_eye & ~above, np.float32(0.3) * np.sign(c.xx), fx).astype(np.float32)
     flow = _flow_from_angle_field(fx.astype(np.float32), fy)
     clothing = np.zeros(shape, dtype=np.float32)
     if rng.random() < 0.5:  # a collar across the neck

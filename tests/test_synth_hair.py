@@ -1,0 +1,127 @@
+"""Phantom hair and the scalp seen from above: strand geometry, highlights, follicular units, skull."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from imgtool.synth._hair import HairSpec, HairState, _roots, _sheen, render_hair
+from imgtool.synth._scene import Body, Framing, build_body
+
+MMPP = 0.1  # canvas mm per pixel: strands about a pixel wide
+
+
+def _flat_body(shape: tuple[int, int], angle: float, height: np.ndarray | None = None, coverage: np.ndarray | None = None) -> Body:
+    h, w = shape
+    cov = np.ones(shape, np.float32) if coverage is None else coverage
+    flow = np.empty(shape + (2,), np.float32)
+    flow[..., 0], flow[..., 1] = math.cos(angle), math.sin(angle)
+    hgt = np.zeros(shape, np.float32) if height is None else height
+    return Body(cov, np.zeros(shape, np.float32), hgt, np.ones(shape + (3,), np.float32), cov.copy(), flow, np.zeros(shape, np.float32), cov >= 0.5, "scalp", False)
+
+
+def _spec(length_mm: float, **kw: float) -> HairSpec:
+    base = dict(kind="scalp", colour_name="black", grey=0.0, density=0.6, length_mm=length_mm, width_mm=0.12, curl=0.0, spread=0.05, seed=5)
+    base.update(kw)
+    return HairSpec(**base)
+
+
+def _orientation(alpha: np.ndarray) -> float:
+    """Dominant strand direction (radians, mod pi) from the structure tensor of the coverage."""
+    gy, gx = np.gradient(alpha.astype(np.float64))
+    jxx, jyy, jxy = (gx * gx).sum(), (gy * gy).sum(), (gx * gy).sum()
+    grad_dir = 0.5 * math.atan2(2 * jxy, jxx - jyy)  # across the strands
+    return (grad_dir + math.pi / 2) % math.pi
+
+
+@pytest.mark.parametrize("angle", [0.5, 2.2])
+def test_strands_follow_the_flow_field(angle):
+    shape = (160, 160)
+    fr = Framing("scalp", MMPP, (0.0, 0.0), True, shape)
+    body = _flat_body(shape, angle)
+    layers = render_hair(_spec(6.0), fr, body, np.zeros(shape, np.float32), HairState(level=1.0))
+    assert layers.alpha.mean() > 0.2
+    got = _orientation(layers.alpha)
+    diff = abs((got - angle % math.pi + math.pi / 2) % math.pi - math.pi / 2)
+    assert diff < math.radians(8), (math.degrees(got), math.degrees(angle % math.pi))
+    # Every hair pixel of a fully kept region is labelled hair.
+    assert (layers.label >= 0.5).all()
+
+
+def test_long_hair_lies_on_the_head_instead_of_sticking_out():
+    """Strands combed outwards over a dome wrap around it; none reach far beyond its outline."""
+    shape = (200, 200)
+    yy, xx = np.mgrid[0:200, 0:200].astype(np.float32)
+    r = np.sqrt((xx - 99.5) ** 2 + (yy - 99.5) ** 2)
+    head = (r <= 70).astype(np.float32)
+    dome = np.sqrt(np.maximum(70.0**2 - r * r, 0.0)).astype(np.float32)
+    fr = Framing("scalp", MMPP, (0.0, 0.0), False, shape)
+    body = _flat_body(shape, 0.0, dome, head)
+    flow = np.stack([(xx - 99.5) / (r + 1e-3), (yy - 99.5) / (r + 1e-3)], axis=-1).astype(np.float32)
+    body = Body(body.coverage, body.clothing, body.height, body.tint, (r <= 60).astype(np.float32), flow, body.redness, body.lesion_ok, "scalp", False)
+    # 12 mm strands (120 px) from roots up to 60 px from the centre would end 180 px out if straight.
+    layers = render_hair(_spec(12.0), fr, body, np.zeros(shape, np.float32), HairState(level=1.0))
+    total = float(layers.alpha.sum())
+    assert total > 0
+    outside = float(layers.alpha[r > 74].sum())
+    assert outside < 0.01 * total
+    # Hair piles up towards the outline where the head turns away (foreshortening).
+    assert layers.alpha[(r > 62) & (r < 70)].mean() > layers.alpha[r < 40].mean()
+
+
+def test_sheen_is_brightest_where_strands_lie_across_the_half_vector():
+    """Kajiya-Kay: a strand across the half vector shines, one along it does not."""
+    shape = (50, 50)
+    light = np.array([0.0, 0.0, 1.0])  # light with the camera: the half vector is z
+    flat = np.zeros(shape, np.float32)
+    steep = np.tile(np.arange(50, dtype=np.float32) * 6.0, (50, 1))  # rises 6 px per px along x
+    wave = np.zeros((1, 2))
+    pts = np.array([[[10.0, 25.0], [20.0, 25.0], [30.0, 25.0]]])
+    lying, _ = _sheen(pts, flat, wave, light, 64)
+    rising, _ = _sheen(pts, steep, wave, light, 64)
+    assert np.allclose(lying, 1.0)
+    assert (rising < 0.05).all()
+    # Along y the steep field is flat: the strand lies across the half vector again.
+    across, _ = _sheen(pts[:, :, ::-1].copy(), steep, wave, light, 64)
+    assert np.allclose(across, 1.0)
+
+
+def test_hairs_grow_in_follicular_units_of_one_to_three():
+    shape = (200, 200)
+    fr = Framing("scalp", MMPP, (0.0, 0.0), True, shape)
+    body = _flat_body(shape, 0.0)
+    _, pts, unit, boost = _roots(_spec(5.0, density=1.5), fr, body, 100000)
+    assert boost == 1.0
+    sizes = np.bincount(unit)
+    assert set(np.unique(sizes)) <= {1, 2, 3}
+    assert 1.7 < sizes.mean() < 2.1  # 0.3 x 1 + 0.5 x 2 + 0.2 x 3 = 1.9
+    # Hairs of a unit leave the skin within a fraction of a millimetre of each other.
+    centre = np.stack([np.bincount(unit, weights=pts[:, i]) / sizes for i in range(2)], axis=1)
+    spread_mm = np.sqrt(((pts - centre[unit]) ** 2).sum(axis=1)) * MMPP
+    assert np.median(spread_mm) < 0.3
+    # Area x density hairs in all (within the rounding of units).
+    assert abs(len(pts) - 1.5 * 200 * 200 * MMPP * MMPP) < 5
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_scalp_from_above_is_a_skull_not_an_ellipse(seed):
+    """The head is wider behind than in front, its vertex is behind the middle, shoulders surround it."""
+    rng = np.random.default_rng(seed)
+    shape = (300, 300)
+    fr = Framing("scalp", 1.0, (0.0, 0.0), False, shape)
+    body = build_body(rng, fr, 2)
+    head = body.hair_base + 0.0  # hair-bearing scalp
+    rows = np.flatnonzero((body.coverage >= 0.5).any(axis=1))
+    widths = (body.coverage >= 0.5).sum(axis=1)
+    top, bottom = rows.min(), rows.max()
+    front = widths[top + 30 : top + 60].mean()
+    back = widths[150 + 20 : 150 + 50].mean()  # behind the middle (y > 0 is the back of the head)
+    assert back > front * 1.05
+    vertex_row = int(np.unravel_index(np.argmax(body.height), shape)[0])
+    assert vertex_row > 150
+    assert head.max() > 0.5 and bottom > 150 + 75
+    # Shoulders in a shirt fill the sides behind the head (clothing is not skin).
+    assert body.clothing[280:, :40].mean() > 0.9 and body.clothing[280:, -40:].mean() > 0.9
+    assert (body.clothing[body.coverage >= 0.5] < 0.5).all()

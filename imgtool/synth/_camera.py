@@ -378,14 +378,16 @@ def sample_lighting(rng: np.random.Generator, base: Lighting | None = None, chan
         )
         # Key light plus a weaker fill from the other side (clinic lamps, flash and a wall).
         faz = az + math.pi + rng.uniform(-0.7, 0.7)
+        shininess = int(rng.choice([8, 16, 32, 64]))
         fel = math.radians(rng.uniform(35, 80))
         return Lighting(
             direction=(math.cos(az) * math.cos(el), math.sin(az) * math.cos(el), math.sin(el)),
             ambient=float(rng.uniform(0.15, 0.35)),
             diffuse=float(rng.uniform(0.55, 0.85)),
             light_rgb=light,
-            specular=float(rng.uniform(0.0, 0.35)),
-            shininess=int(rng.choice([8, 16, 32, 64])),
+            # A broad lobe is dimmer than a tight one (energy conservation): broad sheen, small glints.
+            specular=float(rng.uniform(0.0, 0.3) * math.sqrt(shininess / 64.0)),
+            shininess=shininess,
             ramp=(float(rng.normal(0, 0.12)), float(rng.normal(0, 0.12)), float(rng.uniform(0.0, 0.35))),
             white_balance=wb,
             exposure=float(math.exp(rng.normal(-0.22, 0.2))),

@@ -155,9 +155,15 @@ class _Canvas:
             return None
         return slice(r0, r1), slice(c0, c1)
 
-    def bump(self, cx: float, cy: float, ax: float, ay: float, angle: float = 0.0) -> np.ndarray:
-        """Smooth bump ``(1 - r^2)^2`` (0 outside) of an ellipse with semi-axes ``ax``, ``ay`` mm."""
-        out = np.zeros(self.shape, dtype=np.float32)
+    def bump(self, cx: float, cy: float, ax: float, ay: float, angle: float = 0.0, *, out: np.ndarray | None = None, amp: float = 1.0) -> np.ndarray:
+        """Smooth bump ``(1 - r^2)^2`` (0 outside) of an ellipse with semi-axes ``ax``, ``ay`` mm.
+
+        With ``out``, ``amp`` times the bump is added to ``out`` inside the bump's box only
+        (much cheaper than adding a full-canvas layer) and ``out`` is returned.
+        """
+        add = out is not None
+        if out is None:
+            out = np.zeros(self.shape, dtype=np.float32)
         ext = max(ax, ay)
         win = self._window(cx - ext, cx + ext, cy - ext, cy + ext)
         if win is None:
@@ -170,12 +176,20 @@ class _Canvas:
         v = (-dx * np.float32(sa) + dy * np.float32(ca)) * np.float32(1.0 / ay)
         r2 = np.minimum(u * u + v * v, 1.0)
         t = 1.0 - r2
-        out[rs, cs] = t * t
+        if add:
+            out[rs, cs] += np.float32(amp) * (t * t)
+        else:
+            out[rs, cs] = t * t
         return out
 
-    def ridge(self, p0: tuple[float, float], p1: tuple[float, float], width: float) -> np.ndarray:
-        """Smooth ridge of half-width ``width`` mm along the segment ``p0``-``p1`` (1 on the line)."""
-        out = np.zeros(self.shape, dtype=np.float32)
+    def ridge(self, p0: tuple[float, float], p1: tuple[float, float], width: float, *, out: np.ndarray | None = None, amp: float = 1.0) -> np.ndarray:
+        """Smooth ridge of half-width ``width`` mm along the segment ``p0``-``p1`` (1 on the line).
+
+        With ``out``, ``amp`` times the ridge is added to ``out`` inside its box (see :meth:`bump`).
+        """
+        add = out is not None
+        if out is None:
+            out = np.zeros(self.shape, dtype=np.float32)
         x0, y0 = p0
         x1, y1 = p1
         win = self._window(min(x0, x1) - width, max(x0, x1) + width, min(y0, y1) - width, max(y0, y1) + width)
@@ -192,7 +206,10 @@ class _Canvas:
         ey = yy - (np.float32(y0) + t * np.float32(dy))
         r2 = np.minimum((ex * ex + ey * ey) * np.float32(1.0 / (width * width)), 1.0)
         q = 1.0 - r2
-        out[rs, cs] = q * q
+        if add:
+            out[rs, cs] += np.float32(amp) * (q * q)
+        else:
+            out[rs, cs] = q * q
         return out
 
 
@@ -327,12 +344,15 @@ def _occlusion(height: np.ndarray, inside: np.ndarray, scales_px: tuple[float, .
 _TAN = {1: (0.93, 0.84, 0.82), 2: (0.88, 0.78, 0.70), 3: (0.82, 0.72, 0.62), 4: (0.84, 0.76, 0.68), 5: (0.88, 0.83, 0.78), 6: (0.92, 0.89, 0.86)}
 
 
-def _skin_tint(landmarks: np.ndarray, ao: np.ndarray, sun: np.ndarray, fitz: int, amount: float) -> np.ndarray:
+def _skin_tint(landmarks: np.ndarray | None, ao: np.ndarray, sun: np.ndarray, fitz: int, amount: float) -> np.ndarray:
     """Albedo multiplier: landmark colours x ambient occlusion x sun tan (``sun`` 0..1)."""
-    tan = np.asarray(_TAN[int(fitz)], dtype=np.float32) - np.float32(1.0)
-    out = landmarks * ao[..., None]
-    out *= 1.0 + (sun * np.float32(amount))[..., None] * tan
-    return out.astype(np.float32)
+    tan = (np.asarray(_TAN[int(fitz)], dtype=np.float32) - np.float32(1.0)) * np.float32(amount)
+    out = sun[..., None] * tan
+    out += np.float32(1.0)
+    out *= ao[..., None]
+    if landmarks is not None:
+        out *= landmarks
+    return out
 
 
 def _smooth_max(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
@@ -468,79 +488,79 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
     redness = np.zeros(shape, dtype=np.float32)
     spread = rng.uniform(0.0, 0.1)
     for side in (1.0, -1.0):
-        p0 = (side * 200 * wa * k, -200 * k)
+        p0 = (side * 190 * wa * k, -170 * k)  # the arm's rounded top stays inside the shoulder
         p1 = (side * (232 * wa * k + 900 * spread), 520 * k)
         arm = c.fill(_tube_poly(p0, p1, 46 * k, 34 * k, rng))
         arm_cov = np.maximum(arm_cov, arm)
         elbow = (p0[0] + 0.43 * (p1[0] - p0[0]), p0[1] + 0.43 * (p1[1] - p0[1]))
-        a_rel = 5.0 * c.bump(elbow[0], elbow[1], 26 * k, 22 * k)  # olecranon / elbow
-        a_rel += 6.0 * c.bump(p0[0] + 0.2 * (p1[0] - p0[0]), p0[1] + 0.2 * (p1[1] - p0[1]), 40 * k, 90 * k)  # triceps / biceps
-        a_rel += 4.0 * c.bump(p0[0] + 0.58 * (p1[0] - p0[0]), p0[1] + 0.58 * (p1[1] - p0[1]), 36 * k, 70 * k)  # forearm muscles
-        a_h = _cylinder_height(arm, c.mm(42 * k), depth=0.9, smooth=0.25) + np.float32(c.mm(18.0)) * smoothstep(arm * 2.0)
+        a_rel = c.bump(elbow[0], elbow[1], 26 * k, 22 * k, out=np.zeros(shape, dtype=np.float32), amp=5.0)  # olecranon / elbow
+        c.bump(p0[0] + 0.2 * (p1[0] - p0[0]), p0[1] + 0.2 * (p1[1] - p0[1]), 40 * k, 90 * k, out=a_rel, amp=6.0)  # triceps / biceps
+        c.bump(p0[0] + 0.58 * (p1[0] - p0[0]), p0[1] + 0.58 * (p1[1] - p0[1]), 36 * k, 70 * k, out=a_rel, amp=4.0)  # forearm muscles
+        a_h = _cylinder_height(arm, c.mm(42 * k), depth=0.9, smooth=0.25)
         arm_h = np.maximum(arm_h, a_h + a_rel * (arm >= 0.5) / np.float32(c.f.mm_per_px))
         redness = np.maximum(redness, 0.6 * c.bump(elbow[0], elbow[1], 30 * k, 26 * k))
         # Forearms are sun-exposed.
         sun = np.maximum(sun, arm * smoothstep((c.yy - np.float32(elbow[1] - 40 * k)) * np.float32(1.0 / (60 * k))))
-    # The arm and the back meet in a crease below the armpit and blend into the
-    # shoulder (the deltoid covers the joint: no outline of the arm's root there).
-    merged = _smooth_max(height, arm_h, c.mm(10.0))
+    # The arm and the back meet in a crease below the armpit; above it the shoulder is
+    # the trunk's (the deltoid covers the joint: no outline of the arm's root).
+    merged = _smooth_max(height, arm_h, c.mm(25.0))
     root = smoothstep((c.yy - np.float32(-150 * k)) * np.float32(1.0 / (70 * k)))
-    root = np.maximum(root, np.clip(blur(1.0 - cov, c.mm(20.0)) * np.float32(2.5), 0.0, 1.0))
     height = height + root * (merged - height)
     cov = np.maximum(cov, arm_cov)
 
     rel = np.zeros(shape, dtype=np.float32)
     tint = np.ones(shape + (3,), dtype=np.float32)
     for side in (1.0, -1.0):
-        rel += 9.0 * c.bump(side * 205 * wa * k, -228 * k, 48 * k, 68 * k, side * 0.3)  # deltoid
-        rel += 7.0 * c.ridge((side * 52 * k, -330 * k), (side * 165 * wa * k, -268 * k), 42.0 * k)  # trapezius over the shoulder
+        c.bump(side * 205 * wa * k, -222 * k, 52 * k, 75 * k, side * 0.3, out=rel, amp=5.0)  # deltoid
+        c.ridge((side * 52 * k, -330 * k), (side * 165 * wa * k, -268 * k), 42.0 * k, out=rel, amp=7.0)  # trapezius over the shoulder
         # Ribs show on the flanks of thin people.
         for j in range(6):
             y = (-150 + 30 * j) * k
-            rel += np.float32(1.0 * lean * lean) * c.ridge((side * 100 * k, y), (side * 180 * k, y + 36 * k), 12.0 * k)
+            c.ridge((side * 100 * k, y), (side * 160 * k, y + 28 * k), 12.0 * k, out=rel, amp=np.float32(1.0 * lean * lean))
         # The flank: a soft roll above the waistband on heavier people.
-        rel += np.float32(9.0 * fat) * c.bump(side * 168 * ww * k, 170 * k, 55 * k, 80 * k)
+        c.bump(side * 168 * ww * k, 170 * k, 55 * k, 80 * k, out=rel, amp=np.float32(9.0 * fat))
     if view == "back":
-        rel -= 4.0 * c.ridge((0, -300 * k), (0, 330 * k), 30.0 * k)  # spine groove
-        rel -= 2.5 * c.ridge((0, 60 * k), (0, 330 * k), 26.0 * k)  # deeper in the lumbar region
+        c.ridge((0, -300 * k), (0, 330 * k), 30.0 * k, out=rel, amp=-4.0)  # spine groove
+        c.ridge((0, 60 * k), (0, 330 * k), 26.0 * k, out=rel, amp=-2.5)  # deeper in the lumbar region
         for j in range(17):  # spinous processes, visible on lean backs
             y = (-305 + 24 * j) * k
-            rel += np.float32((3.0 if j == 0 else 1.0) * (0.4 + 0.6 * lean)) * c.bump(0, y, 12 * k, 10 * k)
+            c.bump(0, y, 12 * k, 10 * k, out=rel, amp=np.float32((3.0 if j == 0 else 1.0) * (0.4 + 0.6 * lean)))
         for side in (1.0, -1.0):
-            rel += 6.0 * c.bump(side * 44 * k, 170 * k, 48 * k, 200 * k)  # erector spinae (lumbar)
-            rel += 2.0 * c.bump(side * 38 * k, -100 * k, 42 * k, 170 * k)  # erector spinae (thoracic)
-            rel += 6.0 * c.bump(side * 125 * wa * k, -150 * k, 70 * k, 85 * k, side * 0.25)  # scapula and infraspinatus
-            rel += np.float32(1.5 + 2.0 * lean) * c.ridge((side * 74 * k, -228 * k), (side * 92 * k, -80 * k), 24.0 * k)  # medial border
-            rel += np.float32(1.5 + 2.0 * lean) * c.bump(side * 104 * k, -72 * k, 32 * k, 26 * k)  # inferior angle
-            rel += np.float32(1.0 + 1.5 * lean) * c.ridge((side * 80 * k, -208 * k), (side * 180 * wa * k, -244 * k), 18.0 * k)  # spine of scapula
-            rel -= 2.5 * c.bump(side * 55 * k, -150 * k, 18 * k, 70 * k)  # rhomboid hollow
-            rel += 8.0 * c.bump(side * 150 * wa * k, -40 * k, 50 * k, 130 * k, side * 0.2)  # latissimus
-            rel -= 2.5 * c.bump(side * 42 * k, 300 * k, 10 * k, 10 * k)  # dimples of Venus
+            c.bump(side * 44 * k, 170 * k, 48 * k, 200 * k)  # erector spinae (lumbar, out=rel, amp=6.0)
+            c.bump(side * 38 * k, -100 * k, 42 * k, 170 * k)  # erector spinae (thoracic, out=rel, amp=2.0)
+            c.bump(side * 125 * wa * k, -150 * k, 70 * k, 85 * k, side * 0.25, out=rel, amp=6.0)  # scapula and infraspinatus
+            c.ridge((side * 74 * k, -228 * k), (side * 92 * k, -80 * k), 24.0 * k, out=rel, amp=np.float32(1.5 + 2.0 * lean))  # medial border
+            c.bump(side * 104 * k, -72 * k, 32 * k, 26 * k, out=rel, amp=np.float32(1.5 + 2.0 * lean))  # inferior angle
+            c.ridge((side * 80 * k, -208 * k), (side * 180 * wa * k, -244 * k), 18.0 * k, out=rel, amp=np.float32(1.0 + 1.5 * lean))  # spine of scapula
+            c.bump(side * 55 * k, -150 * k, 18 * k, 70 * k, out=rel, amp=-2.5)  # rhomboid hollow
+            c.bump(side * 150 * wa * k, -40 * k, 50 * k, 130 * k, side * 0.2, out=rel, amp=8.0)  # latissimus
+            c.bump(side * 42 * k, 300 * k, 10 * k, 10 * k, out=rel, amp=-2.5)  # dimples of Venus
         # The neck and upper back get sun above a collar line.
         collar = smoothstep((np.float32(-300 * k) + np.float32(0.35) * np.abs(c.xx) - c.yy) * np.float32(1.0 / (30 * k)))
         sun = np.maximum(sun, collar)
     else:
-        rel -= 1.5 * c.ridge((0, -240 * k), (0, 30 * k), 30.0 * k)  # sternum
-        rel -= 7.0 * c.bump(0, -272 * k, 20 * k, 15 * k)  # suprasternal notch
-        rel -= 1.2 * c.ridge((0, 40 * k), (0, 170 * k), 16.0 * k)  # linea alba
+        c.ridge((0, -240 * k), (0, 30 * k), 30.0 * k, out=rel, amp=-1.5)  # sternum
+        c.bump(0, -270 * k, 24 * k, 18 * k, out=rel, amp=-4.0)  # suprasternal notch
+        c.ridge((0, 40 * k), (0, 170 * k), 16.0 * k, out=rel, amp=-1.2)  # linea alba
         breast = (not male) and rng.random() < 0.8
         for side in (1.0, -1.0):
-            rel += 6.0 * c.ridge((side * 48 * k, -390 * k), (side * 18 * k, -282 * k), 14.0 * k)  # sternocleidomastoid
-            rel -= 5.0 * c.bump(side * 90 * k, -292 * k, 50 * k, 18 * k)  # supraclavicular hollow
-            rel += np.float32(1.0 + 1.5 * lean) * c.ridge((side * 150 * k, 40 * k), (side * 30 * k, -50 * k), 22.0 * k)  # costal margin
+            c.ridge((side * 48 * k, -390 * k), (side * 20 * k, -285 * k), 18.0 * k, out=rel, amp=4.0)  # sternocleidomastoid
+            c.bump(side * 90 * k, -292 * k, 50 * k, 18 * k, out=rel, amp=-5.0)  # supraclavicular hollow
+            c.ridge((side * 150 * k, 40 * k), (side * 30 * k, -50 * k), 22.0 * k, out=rel, amp=np.float32(1.0 + 1.5 * lean))  # costal margin
             if lean > 0.4:
                 for j in range(3):  # rectus abdominis segments
-                    rel += np.float32(3.0 * (lean - 0.4)) * c.bump(side * 36 * k, (10 + 55 * j) * k, 28 * k, 24 * k)
+                    c.bump(side * 36 * k, (10 + 55 * j) * k, 28 * k, 24 * k, out=rel, amp=np.float32(3.0 * (lean - 0.4)))
             if breast:
                 bx, by = side * 92 * k, -40 * k
-                rel += 38.0 * c.bump(bx, by, 85 * k, 78 * k)
+                # Fuller below than above, ending in the inframammary fold.
+                c.bump(bx, by - 12 * k, 92 * k, 92 * k, out=rel, amp=20.0)
+                c.bump(bx, by + 22 * k, 78 * k, 62 * k, out=rel, amp=22.0)
                 nip = (bx + side * 6, by + 18 * k)
             else:
-                rel += 14.0 * c.bump(side * 85 * k, -145 * k, 100 * k, 72 * k, side * 0.12)  # pectoral
-                rel += 4.0 * c.bump(side * 100 * k, -105 * k, 80 * k, 30 * k)  # its lower border
+                c.bump(side * 85 * k, -145 * k, 100 * k, 72 * k, side * 0.12, out=rel, amp=14.0)  # pectoral
+                c.bump(side * 100 * k, -105 * k, 80 * k, 30 * k, out=rel, amp=4.0)  # its lower border
                 nip = (side * 98 * k, -78 * k)
-            rel += 5.0 * c.ridge((side * 25 * k, -268 * k), (side * 100 * k, -280 * k), 9.0)  # clavicle
-            rel += 5.0 * c.ridge((side * 100 * k, -280 * k), (side * 175 * k, -272 * k), 9.0)
+            c.ridge((side * 28 * k, -268 * k), (side * 168 * k, -278 * k), 13.0 * k, out=rel, amp=3.5)  # clavicle
             # Areola and nipple: brown or pink, a landmark that is not a lesion.
             ar = rng.uniform(11, 22) * (1.25 if breast else 1.0)
             areola = c.bump(nip[0], nip[1], ar, ar * rng.uniform(0.85, 1.0))
@@ -548,15 +568,18 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
             dark = rng.uniform(0.55, 0.8) if fitz >= 3 else rng.uniform(0.75, 0.9)
             col = np.array([dark * 1.0, dark * 0.78, dark * 0.75], dtype=np.float32)
             tint *= 1.0 + areola[..., None] * (col - 1.0)
-            rel += 3.0 * c.bump(nip[0], nip[1], ar * 0.3, ar * 0.3)
-        rel += np.float32(28.0 * fat) * c.bump(0, 150 * k, 170 * k, 150 * k)  # belly
+            c.bump(nip[0], nip[1], ar * 0.3, ar * 0.3, out=rel, amp=3.0)
+        c.bump(0, 150 * k, 170 * k, 150 * k, out=rel, amp=np.float32(28.0 * fat))  # belly
         navel = c.bump(0, 185 * k, 7, 9)
         tint *= 1.0 - 0.35 * smoothstep(navel * 4.0)[..., None]
         rel -= 6.0 * navel
         # A V of sun on the upper chest and the neck.
         vee = smoothstep((np.float32(-215 * k) - np.float32(0.9) * np.abs(c.xx) - c.yy) * np.float32(1.0 / (25 * k)))
         sun = np.maximum(sun, vee)
-    height = height + np.where(arm_cov >= 0.5, 0.0, rel / np.float32(c.f.mm_per_px))
+    # The trunk's relief fades out over the arms (softly: a cut would draw the arm's
+    # outline) except at the shoulder, where the deltoid and trapezius run onto the arm.
+    over_arm = smoothstep(blur(arm_cov, c.mm(20.0)) * np.float32(2.0)) * root
+    height = height + rel * (np.float32(1.0) - over_arm) * np.float32(1.0 / c.f.mm_per_px)
     # Flushed over the shoulders (and the elbows, above).
     for side in (1.0, -1.0):
         redness = np.maximum(redness, 0.45 * c.bump(side * 195 * wa * k, -255 * k, 70 * k, 50 * k))
@@ -632,9 +655,9 @@ def _limb(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
         bend = rng.uniform(-0.35, 0.35) if not off else rng.uniform(-0.12, 0.12)
         cb, sb = math.cos(ang + bend), math.sin(ang + bend)
         upper = c.fill(_tube_poly((jx - 750 * ca, jy - 750 * sa), (jx + 0.6 * wj * ca, jy + 0.6 * wj * sa), w0, wj, rng, n=10))
-        lower = c.fill(_tube_poly((jx - 0.6 * wj * cb, jy - 0.6 * wj * sb), (jx + 750 * cb, jy + 750 * sb), wj * 1.05, w1, rng, n=10))
+        lower = c.fill(_tube_poly((jx - 0.6 * wj * cb, jy - 0.6 * wj * sb), (jx + 750 * cb, jy + 750 * sb), wj, w1, rng, n=10))
         # One outline for the whole limb (no notch at the joint), rounded as one piece.
-        seg = blur(np.maximum(upper, lower), c.mm(0.25 * wj))
+        seg = blur(np.maximum(upper, lower), c.mm(0.5 * wj))
         seg = smoothstep((seg - np.float32(0.5)) * np.float32(4.0) + np.float32(0.5))
         seg_h = _cylinder_height(seg, c.mm(wj * 0.95), depth=0.9, smooth=0.25)
         cov = np.maximum(cov, seg)
@@ -643,27 +666,27 @@ def _limb(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
         up = (-ca, -sa)  # towards the root of the limb
         dn = (cb, sb)
         if is_leg and front:
-            rel += 8.0 * c.bump(jx, jy, wj * 0.42, wj * 0.38, ang)  # kneecap
-            rel += 3.0 * c.bump(jx + dn[0] * wj * 0.75, jy + dn[1] * wj * 0.75, wj * 0.2, wj * 0.18)  # tibial tuberosity
+            c.bump(jx, jy, wj * 0.42, wj * 0.38, ang, out=rel, amp=8.0)  # kneecap
+            c.bump(jx + dn[0] * wj * 0.75, jy + dn[1] * wj * 0.75, wj * 0.2, wj * 0.18, out=rel, amp=3.0)  # tibial tuberosity
             side = 1.0 if rng.random() < 0.5 else -1.0
-            rel += 6.0 * c.bump(jx + up[0] * wj * 0.9 - sa * side * wj * 0.4, jy + up[1] * wj * 0.9 + ca * side * wj * 0.4, wj * 0.45, wj * 0.6, ang)  # vastus medialis
-            rel += 2.5 * c.ridge((jx + dn[0] * wj, jy + dn[1] * wj), (jx + dn[0] * 600, jy + dn[1] * 600), wj * 0.25)  # shin (tibial crest)
+            c.bump(jx + up[0] * wj * 0.9 - sa * side * wj * 0.4, jy + up[1] * wj * 0.9 + ca * side * wj * 0.4, wj * 0.45, wj * 0.6, ang, out=rel, amp=6.0)  # vastus medialis
+            c.ridge((jx + dn[0] * wj, jy + dn[1] * wj), (jx + dn[0] * 600, jy + dn[1] * 600), wj * 0.25)  # shin (tibial crest, out=rel, amp=2.5)
             redness = np.maximum(redness, 0.7 * c.bump(jx, jy, wj * 0.6, wj * 0.55, ang))
         elif is_leg:
-            rel -= 4.0 * c.ridge((jx - sa * wj, jy + ca * wj), (jx + sa * wj, jy - ca * wj), 6.0)  # popliteal crease
+            c.ridge((jx - sa * wj * 0.7, jy + ca * wj * 0.7), (jx + sa * wj * 0.7, jy - ca * wj * 0.7), 10.0, out=rel, amp=-2.5)  # popliteal crease
             for s in (0.38, -0.38):  # the two heads of the calf muscle
                 cx = jx + dn[0] * wj * 1.9 - sb * s * wj
                 cy = jy + dn[1] * wj * 1.9 + cb * s * wj
-                rel += 10.0 * c.bump(cx, cy, wj * 0.45, wj * 1.3, ang + bend + math.pi / 2)
-            rel += 6.0 * c.bump(jx + up[0] * wj * 1.6, jy + up[1] * wj * 1.6, wj * 0.8, wj * 1.6, ang + math.pi / 2)  # hamstrings
+                c.bump(cx, cy, wj * 0.45, wj * 1.3, ang + bend + math.pi / 2, out=rel, amp=10.0)
+            c.bump(jx + up[0] * wj * 1.6, jy + up[1] * wj * 1.6, wj * 0.8, wj * 1.6, ang + math.pi / 2, out=rel, amp=6.0)  # hamstrings
         elif front:
-            rel += 6.0 * c.bump(jx, jy, wj * 0.35, wj * 0.3, ang)  # olecranon
-            rel += 8.0 * c.bump(jx + up[0] * wj * 1.8, jy + up[1] * wj * 1.8, wj * 0.7, wj * 1.6, ang + math.pi / 2)  # triceps
+            c.bump(jx, jy, wj * 0.35, wj * 0.3, ang, out=rel, amp=6.0)  # olecranon
+            c.bump(jx + up[0] * wj * 1.8, jy + up[1] * wj * 1.8, wj * 0.7, wj * 1.6, ang + math.pi / 2, out=rel, amp=8.0)  # triceps
             redness = np.maximum(redness, 0.7 * c.bump(jx, jy, wj * 0.5, wj * 0.45, ang))
         else:
-            rel -= 3.5 * c.ridge((jx - sa * w0, jy + ca * w0), (jx + sa * w0, jy - ca * w0), 5.0)  # elbow crease
-            rel += 8.0 * c.bump(jx + up[0] * wj * 1.8, jy + up[1] * wj * 1.8, wj * 0.6, wj * 1.7, ang + math.pi / 2)  # biceps
-            rel += 7.0 * c.bump(jx + dn[0] * wj * 1.4, jy + dn[1] * wj * 1.4, wj * 0.75, wj * 1.5, ang + bend + math.pi / 2)  # forearm flexors
+            c.ridge((jx - sa * wj * 0.7, jy + ca * wj * 0.7), (jx + sa * wj * 0.7, jy - ca * wj * 0.7), 9.0, out=rel, amp=-2.5)  # elbow crease
+            c.bump(jx + up[0] * wj * 1.8, jy + up[1] * wj * 1.8, wj * 0.6, wj * 1.7, ang + math.pi / 2, out=rel, amp=8.0)  # biceps
+            c.bump(jx + dn[0] * wj * 1.4, jy + dn[1] * wj * 1.4, wj * 0.75, wj * 1.5, ang + bend + math.pi / 2, out=rel, amp=7.0)  # forearm flexors
     redness *= np.float32(rng.uniform(0.2, 1.0))
     height = height + rel * (cov >= 0.5) / np.float32(c.f.mm_per_px)
     # Arms and shins see the sun; thighs are usually covered.
@@ -673,7 +696,7 @@ def _limb(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
     cov, clothing = _sleeve(rng, c, cov, ang, w0)
     ao = _occlusion(height, cov_all, (c.mm(10.0), c.mm(0.8 * w0)), 0.5)
     ao *= 1.0 - np.float32(0.3) * blur(clothing, c.mm(6.0))
-    tint = _skin_tint(np.ones(shape + (3,), dtype=np.float32), ao, sun, fitz, rng.uniform(0.2, 0.9))
+    tint = _skin_tint(None, ao, sun, fitz, rng.uniform(0.2, 0.9))
     hair_base = np.zeros(shape, dtype=np.float32)
     if rng.random() < (0.85 if male else 0.35):
         patchy = fractal(rng, shape, c.mm(50.0), octaves=2)

@@ -615,16 +615,26 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
 
 
 def _occlude_clothing(rng: np.random.Generator, c: _Canvas, cov: np.ndarray, *, waist_y: float, strap: bool, k: float) -> tuple[np.ndarray, np.ndarray]:
-    """Remove skin under a waistband (trousers) and, optionally, a bra strap."""
+    """Remove skin under a waistband (trousers) and, optionally, a bra strap.
+
+    Their edges are crisp (fabric) but not ruler-straight: the waistband waves where
+    the fabric gathers and the strap follows the back's curvature.
+    """
     sag = rng.uniform(-25, 25)
-    y = c.yy - np.float32(waist_y) - np.float32(sag) * (c.xx * np.float32(1.0 / (200 * k))) ** 2
+    wave = np.float32(rng.uniform(2.0, 6.0)) * noise(rng, c.shape, c.mm(45.0))
+    wave += np.float32(rng.uniform(0.5, 1.5)) * noise(rng, c.shape, c.mm(9.0))
+    y = c.yy - np.float32(waist_y) - np.float32(sag) * (c.xx * np.float32(1.0 / (200 * k))) ** 2 + wave
     pants = smoothstep(y / np.float32(c.f.mm_per_px * 1.5) + 0.5)
     # Trousers are a little wider than the body under them.
     body = np.maximum(cov, blur(cov, c.mm(12.0)) * np.float32(1.6)).clip(0.0, 1.0)
     clothing = pants * body
     if strap:
         sy = rng.uniform(-60, 10) * k
-        band = smoothstep(c.ridge((-400, sy), (400, sy + rng.uniform(-8, 8)), rng.uniform(14, 24)) * 4.0)
+        tilt = rng.uniform(-8, 8) / 800.0
+        half = rng.uniform(7, 12)
+        bow = np.float32(rng.uniform(0.0, 20.0)) * (c.xx * np.float32(1.0 / (200 * k))) ** 2
+        off = np.abs(c.yy - np.float32(sy) - np.float32(tilt) * c.xx - bow - np.float32(1.5) * noise(rng, c.shape, c.mm(50.0)))
+        band = smoothstep((np.float32(half) - off) / np.float32(c.f.mm_per_px * 1.5) + 0.5)
         clothing = np.maximum(clothing, band * cov)
     return cov * (1.0 - clothing), clothing
 

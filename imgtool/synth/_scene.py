@@ -457,17 +457,19 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
     fat = float(np.clip((ww - 0.85) / 0.35 + rng.normal(0.0, 0.15), 0.0, 1.0))
     lean = 1.0 - fat
     half = [
-        (46, -760),
-        (50, -420),
-        (56, -340),
-        (78, -312),
-        (112 * wa, -294),
-        (158 * wa, -278),
-        (198 * wa, -262),
-        (226 * wa, -232),
-        (234 * wa, -196),
-        (216 * wa, -150),
-        (196 * wa, -118),
+        (54, -760),
+        (57, -420),
+        (63, -345),
+        (86, -314),
+        (118 * wa, -295),
+        (160 * wa, -281),
+        (194 * wa, -267),
+        (218 * wa, -248),
+        (232 * wa, -220),
+        (237 * wa, -190),
+        (236 * wa, -160),
+        (226 * wa, -134),
+        (204 * wa, -114),
         (188 * ww, -50),
         (168 * ww, 100),
         (180 * ww, 240),
@@ -488,8 +490,9 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
     redness = np.zeros(shape, dtype=np.float32)
     spread = rng.uniform(0.0, 0.1)
     for side in (1.0, -1.0):
-        p0 = (side * 190 * wa * k, -170 * k)  # the arm's rounded top stays inside the shoulder
-        p1 = (side * (232 * wa * k + 900 * spread), 520 * k)
+        # The arm's rounded top stays inside the shoulder; its outer edge continues the deltoid's.
+        p0 = (side * (237 * wa - 47) * k, -170 * k)
+        p1 = (side * ((232 * wa - 10) * k + 900 * spread), 520 * k)
         arm = c.fill(_tube_poly(p0, p1, 46 * k, 34 * k, rng))
         arm_cov = np.maximum(arm_cov, arm)
         elbow = (p0[0] + 0.43 * (p1[0] - p0[0]), p0[1] + 0.43 * (p1[1] - p0[1]))

@@ -548,7 +548,7 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
         breast = (not male) and rng.random() < 0.8
         for side in (1.0, -1.0):
             c.ridge((side * 48 * k, -390 * k), (side * 20 * k, -285 * k), 18.0 * k, out=rel, amp=4.0)  # sternocleidomastoid
-            c.bump(side * 90 * k, -292 * k, 50 * k, 18 * k, out=rel, amp=-5.0)  # supraclavicular hollow
+            c.bump(side * 90 * k, -296 * k, 55 * k, 24 * k, out=rel, amp=-3.0)  # supraclavicular hollow
             c.ridge((side * 150 * k, 40 * k), (side * 30 * k, -50 * k), 22.0 * k, out=rel, amp=np.float32(1.0 + 1.5 * lean))  # costal margin
             if lean > 0.4:
                 for j in range(3):  # rectus abdominis segments
@@ -563,7 +563,7 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
                 c.bump(side * 85 * k, -145 * k, 100 * k, 72 * k, side * 0.12, out=rel, amp=14.0)  # pectoral
                 c.bump(side * 100 * k, -105 * k, 80 * k, 30 * k, out=rel, amp=4.0)  # its lower border
                 nip = (side * 98 * k, -78 * k)
-            c.ridge((side * 28 * k, -268 * k), (side * 168 * k, -278 * k), 13.0 * k, out=rel, amp=3.5)  # clavicle
+            c.ridge((side * 28 * k, -268 * k), (side * 160 * k, -278 * k), 15.0 * k, out=rel, amp=2.5)  # clavicle
             # Areola and nipple: brown or pink, a landmark that is not a lesion.
             ar = rng.uniform(11, 22) * (1.25 if breast else 1.0)
             areola = c.bump(nip[0], nip[1], ar, ar * rng.uniform(0.85, 1.0))
@@ -625,7 +625,7 @@ def _occlude_clothing(rng: np.random.Generator, c: _Canvas, cov: np.ndarray, *, 
     """
     sag = rng.uniform(-25, 25)
     wave = np.float32(rng.uniform(2.0, 6.0)) * noise(rng, c.shape, c.mm(45.0))
-    wave += np.float32(rng.uniform(0.5, 1.5)) * noise(rng, c.shape, c.mm(9.0))
+    wave += np.float32(rng.uniform(0.3, 0.8)) * noise(rng, c.shape, c.mm(15.0))
     y = c.yy - np.float32(waist_y) - np.float32(sag) * (c.xx * np.float32(1.0 / (200 * k))) ** 2 + wave
     pants = smoothstep(y / np.float32(c.f.mm_per_px * 1.5) + 0.5)
     # Trousers are a little wider than the body under them.
@@ -672,7 +672,7 @@ def _limb(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
         # One outline for the whole limb (no notch at the joint), rounded as one piece.
         seg = blur(np.maximum(upper, lower), c.mm(0.5 * wj))
         seg = smoothstep((seg - np.float32(0.5)) * np.float32(4.0) + np.float32(0.5))
-        seg_h = _cylinder_height(seg, c.mm(wj * 0.95), depth=0.9, smooth=0.25)
+        seg_h = _cylinder_height(seg, c.mm(wj * 0.95), depth=0.75, smooth=0.25)
         cov = np.maximum(cov, seg)
         height = np.maximum(height, seg_h)
         # Landmarks of the joint and the muscle bellies around it (mm of relief).

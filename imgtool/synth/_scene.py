@@ -77,7 +77,8 @@ class Body:
     height : (H, W)
         Relief in canvas pixels, for shading.
     tint : (H, W, 3)
-        Multiplicative colour of anatomical landmarks (1 elsewhere).
+        Multiplicative skin colour of anatomical landmarks (areolae, navel, lids),
+        ambient occlusion of creases and sun tan (1 where there is none).
     hair_base : (H, W)
         Where hair grows in this view when there is no hair loss, 0..1.
     flow : (H, W, 2)

@@ -151,7 +151,7 @@ def build_skin(
     albedo = (1.0 + (mel_amp * mel)[..., None] * np.array([1.0, 1.15, 1.35], dtype=np.float32)) * tone
     albedo *= 1.0 + flush[..., None] * ((_ERYTHEMA - 1.0) * np.float32(0.6))
     albedo *= lum[..., None]
-    if float(body.tint.min()) < 1.0:  # only views with landmarks (nipples, lids) tint the skin
+    if float(body.tint.min()) < 1.0:  # landmarks, creases and tan (views without them skip this)
         albedo *= body.tint
 
     skin_zone = body.coverage >= 0.5

@@ -687,18 +687,18 @@ def _limb(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
             c.ridge((jx + dn[0] * wj, jy + dn[1] * wj), (jx + dn[0] * 600, jy + dn[1] * 600), wj * 0.25)  # shin (tibial crest, out=rel, amp=2.5)
             redness = np.maximum(redness, 0.7 * c.bump(jx, jy, wj * 0.6, wj * 0.55, ang))
         elif is_leg:
-            c.ridge((jx - sa * wj * 0.7, jy + ca * wj * 0.7), (jx + sa * wj * 0.7, jy - ca * wj * 0.7), 10.0, out=rel, amp=-2.5)  # popliteal crease
-            for s in (0.38, -0.38):  # the two heads of the calf muscle
+            c.ridge((jx - sa * wj * 0.5, jy + ca * wj * 0.5), (jx + sa * wj * 0.5, jy - ca * wj * 0.5), 16.0, out=rel, amp=-1.5)  # popliteal crease
+            for s in (0.22, -0.22):  # the two heads of the calf muscle, one broad bulge
                 cx = jx + dn[0] * wj * 1.9 - sb * s * wj
                 cy = jy + dn[1] * wj * 1.9 + cb * s * wj
-                c.bump(cx, cy, wj * 0.45, wj * 1.3, ang + bend + math.pi / 2, out=rel, amp=10.0)
+                c.bump(cx, cy, wj * 0.7, wj * 1.5, ang + bend + math.pi / 2, out=rel, amp=5.0)
             c.bump(jx + up[0] * wj * 1.6, jy + up[1] * wj * 1.6, wj * 0.8, wj * 1.6, ang + math.pi / 2, out=rel, amp=6.0)  # hamstrings
         elif front:
             c.bump(jx, jy, wj * 0.35, wj * 0.3, ang, out=rel, amp=6.0)  # olecranon
             c.bump(jx + up[0] * wj * 1.8, jy + up[1] * wj * 1.8, wj * 0.7, wj * 1.6, ang + math.pi / 2, out=rel, amp=8.0)  # triceps
             redness = np.maximum(redness, 0.7 * c.bump(jx, jy, wj * 0.5, wj * 0.45, ang))
         else:
-            c.ridge((jx - sa * wj * 0.7, jy + ca * wj * 0.7), (jx + sa * wj * 0.7, jy - ca * wj * 0.7), 9.0, out=rel, amp=-2.5)  # elbow crease
+            c.ridge((jx - sa * wj * 0.5, jy + ca * wj * 0.5), (jx + sa * wj * 0.5, jy - ca * wj * 0.5), 14.0, out=rel, amp=-1.5)  # elbow crease
             c.bump(jx + up[0] * wj * 1.8, jy + up[1] * wj * 1.8, wj * 0.6, wj * 1.7, ang + math.pi / 2, out=rel, amp=8.0)  # biceps
             c.bump(jx + dn[0] * wj * 1.4, jy + dn[1] * wj * 1.4, wj * 0.75, wj * 1.5, ang + bend + math.pi / 2, out=rel, amp=7.0)  # forearm flexors
     redness *= np.float32(rng.uniform(0.2, 1.0))

@@ -312,6 +312,14 @@ class Lighting:
         Tone-curve S shape, 0..1.
     shadows : tuple
         Cast shadows: ``(angle, offset, softness, strength, curvature)`` in photo units.
+    fill : float
+        Level of a second, softer Lambertian light (a clinic's fill light or a bright wall).
+    fill_direction : (3,) tuple
+        Unit vector toward the fill light, camera frame, usually from the key light's other side.
+    subsurface : float
+        Light wrap of skin, 0..1: light scattered under the skin reaches past the
+        terminator, more in red than in green and blue, so shading is softer and
+        redder in the red channel towards the silhouette.
     """
 
     direction: tuple[float, float, float]
@@ -325,6 +333,9 @@ class Lighting:
     exposure: float
     contrast: float
     shadows: tuple[tuple[float, float, float, float, float], ...]
+    fill: float = 0.0
+    fill_direction: tuple[float, float, float] = (0.0, 0.0, 1.0)
+    subsurface: float = 0.0
 
     def to_dict(self) -> dict[str, object]:
         def r(v: object) -> object:
@@ -335,6 +346,10 @@ class Lighting:
             return v
 
         return {k: r(v) for k, v in self.__dict__.items()}
+
+
+# How far the key light wraps past the terminator per channel (times ``Lighting.subsurface``).
+_WRAP = (0.6, 0.25, 0.15)
 
 
 def _colour_temperature_rgb(kelvin: float) -> tuple[float, float, float]:
@@ -361,18 +376,26 @@ def sample_lighting(rng: np.random.Generator, base: Lighting | None = None, chan
             (rng.uniform(0, 2 * math.pi), rng.uniform(-0.9, 0.9), rng.uniform(0.02, 0.25), rng.uniform(0.2, 0.55), rng.uniform(-0.8, 0.8))
             for _ in range(n_sh)
         )
+        # Key light plus a weaker fill from the other side (clinic lamps, flash and a wall).
+        faz = az + math.pi + rng.uniform(-0.7, 0.7)
+        shininess = int(rng.choice([8, 16, 32, 64]))
+        fel = math.radians(rng.uniform(35, 80))
         return Lighting(
             direction=(math.cos(az) * math.cos(el), math.sin(az) * math.cos(el), math.sin(el)),
-            ambient=float(rng.uniform(0.25, 0.5)),
+            ambient=float(rng.uniform(0.15, 0.35)),
             diffuse=float(rng.uniform(0.55, 0.85)),
             light_rgb=light,
-            specular=float(rng.uniform(0.0, 0.35)),
-            shininess=int(rng.choice([8, 16, 32, 64])),
+            # A broad lobe is dimmer than a tight one (energy conservation): broad sheen, small glints.
+            specular=float(rng.uniform(0.0, 0.3) * math.sqrt(shininess / 64.0)),
+            shininess=shininess,
             ramp=(float(rng.normal(0, 0.12)), float(rng.normal(0, 0.12)), float(rng.uniform(0.0, 0.35))),
             white_balance=wb,
             exposure=float(math.exp(rng.normal(-0.22, 0.2))),
             contrast=float(rng.uniform(0.0, 0.5)),
             shadows=shadows,
+            fill=float(rng.uniform(0.08, 0.35)),
+            fill_direction=(math.cos(faz) * math.cos(fel), math.sin(faz) * math.cos(fel), math.sin(fel)),
+            subsurface=float(rng.uniform(0.2, 0.6)),
         )
     c = change
     bx, by, bz = base.direction
@@ -390,6 +413,9 @@ def sample_lighting(rng: np.random.Generator, base: Lighting | None = None, chan
     )
     shadows = new_shadows if rng.random() < min(1.0, 0.6 * c) else base.shadows
     ramp_n = rng.normal(0, 1.0, 3)
+    fx, fy, fz = base.fill_direction
+    faz = math.atan2(fy, fx) + rng.normal(0, 0.5 * c)
+    fel = min(math.radians(85), max(math.radians(30), math.asin(max(-1.0, min(1.0, fz))) + rng.normal(0, 0.12 * c)))
     return Lighting(
         direction=(math.cos(az) * math.cos(el), math.sin(az) * math.cos(el), math.sin(el)),
         ambient=float(np.clip(base.ambient + rng.normal(0, 0.06 * c), 0.15, 0.6)),
@@ -406,6 +432,9 @@ def sample_lighting(rng: np.random.Generator, base: Lighting | None = None, chan
         exposure=float(base.exposure * math.exp(rng.normal(0.0, 0.2 * c))),
         contrast=float(np.clip(base.contrast + rng.normal(0, 0.1 * c), 0.0, 0.6)),
         shadows=shadows,
+        fill=float(np.clip(base.fill + rng.normal(0, 0.06 * c), 0.0, 0.45)),
+        fill_direction=(math.cos(faz) * math.cos(fel), math.sin(faz) * math.cos(fel), math.sin(fel)),
+        subsurface=base.subsurface,
     )
 
 
@@ -416,7 +445,11 @@ def shade(
     lighting: Lighting,
     camera_rotation_deg: float,
 ) -> np.ndarray:
-    """Light a photo-frame albedo: diffuse + ambient, ramp, shadows, specular highlights.
+    """Light a photo-frame albedo: ambient + key + fill, ramp, shadows, specular highlights.
+
+    The key light's Lambert term wraps past the terminator by ``lighting.subsurface``
+    times ``_WRAP`` per channel (subsurface scattering: red light travels furthest in
+    skin), so surfaces turning away darken more slowly and redden.
 
     Parameters
     ----------
@@ -438,29 +471,37 @@ def shade(
     h, w = oil.shape
     lx, ly, lz = lighting.direction
     t = math.radians(-camera_rotation_deg)
-    wx, wy = math.cos(t) * lx - math.sin(t) * ly, math.sin(t) * lx + math.cos(t) * ly
+    ct, st = math.cos(t), math.sin(t)
+    wx, wy = ct * lx - st * ly, st * lx + ct * ly
     nx, ny = normal_xy[..., 0], normal_xy[..., 1]
     nz = np.sqrt(np.maximum(1.0 - nx * nx - ny * ny, 0.0))
-    ndl = np.maximum(nx * np.float32(wx) + ny * np.float32(wy) + nz * np.float32(lz), 0.0)
-    light = np.float32(lighting.ambient) + np.float32(lighting.diffuse) * ndl
+    ndl = nx * np.float32(wx) + ny * np.float32(wy) + nz * np.float32(lz)
+    fx, fy, fz = lighting.fill_direction
+    fill = np.maximum(nx * np.float32(ct * fx - st * fy) + ny * np.float32(st * fx + ct * fy) + nz * np.float32(fz), 0.0)
+    fill *= np.float32(lighting.fill)
+    fill += np.float32(lighting.ambient)
+    light = np.empty((h, w, 3), dtype=np.float32)
+    for ch in range(3):
+        wrap = np.float32(lighting.subsurface * _WRAP[ch])
+        light[..., ch] = np.maximum((ndl + wrap) * (np.float32(lighting.diffuse) / (np.float32(1.0) + wrap)), 0.0) + fill
     xs = np.linspace(-1.0, 1.0, w, dtype=np.float32)[None, :]
     ys = np.linspace(-1.0, 1.0, h, dtype=np.float32)[:, None]
     a, b, v = lighting.ramp
     ramp = 1.0 + np.float32(a) * xs + np.float32(b) * ys - np.float32(v) * (xs * xs + ys * ys) * np.float32(0.5)
-    light = light * np.maximum(ramp, 0.2)
+    light *= np.maximum(ramp, 0.2)[..., None]
     for ang, off, soft, strength, curv in lighting.shadows:
         ca, sa = np.float32(math.cos(ang)), np.float32(math.sin(ang))
         along = xs * ca + ys * sa
         across = -xs * sa + ys * ca
         edge = along - np.float32(off) + np.float32(curv) * across * across * np.float32(0.5)
-        light = light * (1.0 - np.float32(strength) * smoothstep(edge * np.float32(1.0 / soft) + np.float32(0.5)))
+        light *= (1.0 - np.float32(strength) * smoothstep(edge * np.float32(1.0 / soft) + np.float32(0.5)))[..., None]
     # Blinn-Phong with the viewer along z.
     hx, hy, hz = wx, wy, lz + 1.0
     hn = math.sqrt(hx * hx + hy * hy + hz * hz)
     ndh = np.maximum((nx * np.float32(hx) + ny * np.float32(hy) + nz * np.float32(hz)) * np.float32(1.0 / hn), 0.0)
     spec = np.float32(lighting.specular) * oil * power(ndh, lighting.shininess) * np.maximum(ramp, 0.2)
     lr = np.asarray(lighting.light_rgb, dtype=np.float32)
-    return (colour * light[..., None] + spec[..., None]) * lr
+    return (colour * light + spec[..., None]) * lr
 
 
 @dataclass(frozen=True)
@@ -515,9 +556,21 @@ def sample_sensor(rng: np.random.Generator, photo_shape: tuple[int, int], artefa
     )
 
 
+# Linear light the tone curve accepts before it saturates (phones keep highlight headroom).
+_HEADROOM = 2.0
+_LUT_SIZE = 16384
+
+
 def _srgb_lut(contrast: float) -> np.ndarray:
-    """Linear (0..1 in 4096 steps) -> 8-bit sRGB levels as float32, with an S-curve."""
-    lin = np.arange(4096, dtype=np.float64) / 4095.0
+    """Linear (0.._HEADROOM in _LUT_SIZE steps) -> 8-bit sRGB levels as float32.
+
+    An S-curve sets the contrast; above 0.7 a shoulder rolls highlights off towards
+    white (as phone tone mapping does) instead of clipping pale skin flat.
+    """
+    lin = np.arange(_LUT_SIZE, dtype=np.float64) * (_HEADROOM / (_LUT_SIZE - 1))
+    knee = 0.7
+    over = np.maximum(lin - knee, 0.0)
+    lin = np.where(lin <= knee, lin, knee + (1.0 - knee) * (1.0 - np.exp(-over / (1.0 - knee))))
     s = np.where(lin <= 0.0031308, lin * 12.92, 1.055 * np.power(lin, 1.0 / 2.4) - 0.055)
     s = (1.0 - contrast) * s + contrast * (s * s * (3.0 - 2.0 * s))
     # Rounded to 1/64 of a level so that libm differences cannot change a pixel.
@@ -547,10 +600,11 @@ def develop(
     -------
     (H, W, 3) uint8 RGB
     """
-    gains = np.asarray(lighting.white_balance, dtype=np.float32) * np.float32(lighting.exposure * 4095.0)
+    top = _LUT_SIZE - 1
+    gains = np.asarray(lighting.white_balance, dtype=np.float32) * np.float32(lighting.exposure * top / _HEADROOM)
     lin = linear_rgb * gains
     lin += np.float32(0.5)
-    np.clip(lin, 0.0, 4095.0, out=lin)
+    np.clip(lin, 0.0, float(top), out=lin)
     img = _srgb_lut(lighting.contrast)[lin.astype(np.uint16)]
     if sensor.blur >= 0.3:
         img = blur(img, sensor.blur)

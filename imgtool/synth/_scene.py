@@ -77,7 +77,8 @@ class Body:
     height : (H, W)
         Relief in canvas pixels, for shading.
     tint : (H, W, 3)
-        Multiplicative colour of anatomical landmarks (1 elsewhere).
+        Multiplicative skin colour of anatomical landmarks (areolae, navel, lids),
+        ambient occlusion of creases and sun tan (1 where there is none).
     hair_base : (H, W)
         Where hair grows in this view when there is no hair loss, 0..1.
     flow : (H, W, 2)
@@ -155,9 +156,15 @@ class _Canvas:
             return None
         return slice(r0, r1), slice(c0, c1)
 
-    def bump(self, cx: float, cy: float, ax: float, ay: float, angle: float = 0.0) -> np.ndarray:
-        """Smooth bump ``(1 - r^2)^2`` (0 outside) of an ellipse with semi-axes ``ax``, ``ay`` mm."""
-        out = np.zeros(self.shape, dtype=np.float32)
+    def bump(self, cx: float, cy: float, ax: float, ay: float, angle: float = 0.0, *, out: np.ndarray | None = None, amp: float = 1.0) -> np.ndarray:
+        """Smooth bump ``(1 - r^2)^2`` (0 outside) of an ellipse with semi-axes ``ax``, ``ay`` mm.
+
+        With ``out``, ``amp`` times the bump is added to ``out`` inside the bump's box only
+        (much cheaper than adding a full-canvas layer) and ``out`` is returned.
+        """
+        add = out is not None
+        if out is None:
+            out = np.zeros(self.shape, dtype=np.float32)
         ext = max(ax, ay)
         win = self._window(cx - ext, cx + ext, cy - ext, cy + ext)
         if win is None:
@@ -170,12 +177,20 @@ class _Canvas:
         v = (-dx * np.float32(sa) + dy * np.float32(ca)) * np.float32(1.0 / ay)
         r2 = np.minimum(u * u + v * v, 1.0)
         t = 1.0 - r2
-        out[rs, cs] = t * t
+        if add:
+            out[rs, cs] += np.float32(amp) * (t * t)
+        else:
+            out[rs, cs] = t * t
         return out
 
-    def ridge(self, p0: tuple[float, float], p1: tuple[float, float], width: float) -> np.ndarray:
-        """Smooth ridge of half-width ``width`` mm along the segment ``p0``-``p1`` (1 on the line)."""
-        out = np.zeros(self.shape, dtype=np.float32)
+    def ridge(self, p0: tuple[float, float], p1: tuple[float, float], width: float, *, out: np.ndarray | None = None, amp: float = 1.0) -> np.ndarray:
+        """Smooth ridge of half-width ``width`` mm along the segment ``p0``-``p1`` (1 on the line).
+
+        With ``out``, ``amp`` times the ridge is added to ``out`` inside its box (see :meth:`bump`).
+        """
+        add = out is not None
+        if out is None:
+            out = np.zeros(self.shape, dtype=np.float32)
         x0, y0 = p0
         x1, y1 = p1
         win = self._window(min(x0, x1) - width, max(x0, x1) + width, min(y0, y1) - width, max(y0, y1) + width)
@@ -192,7 +207,10 @@ class _Canvas:
         ey = yy - (np.float32(y0) + t * np.float32(dy))
         r2 = np.minimum((ex * ex + ey * ey) * np.float32(1.0 / (width * width)), 1.0)
         q = 1.0 - r2
-        out[rs, cs] = q * q
+        if add:
+            out[rs, cs] += np.float32(amp) * (q * q)
+        else:
+            out[rs, cs] = q * q
         return out
 
 
@@ -247,16 +265,95 @@ def _tube_poly(p0: tuple[float, float], p1: tuple[float, float], w0: float, w1: 
     return chaikin(pts, 2)
 
 
-def _cylinder_height(coverage: np.ndarray, radius_px: float) -> np.ndarray:
-    """Relief of a rounded body part: a circular cross-section of ``radius_px`` from its edge."""
+def _cylinder_height(coverage: np.ndarray, radius_px: float, *, depth: float = 1.0, smooth: float = 0.0) -> np.ndarray:
+    """Relief of a rounded body part: an elliptical cross-section from its edge.
+
+    Parameters
+    ----------
+    coverage : (H, W) float32
+        The part's coverage, 0..1.
+    radius_px : float
+        Distance from the edge (canvas px) over which the surface turns from
+        edge-on to facing the camera.
+    depth : float
+        Height of the cross-section relative to ``radius_px`` (1 = circular; less is flatter).
+    smooth : float
+        Blur of the distance to the edge, relative to ``radius_px``: it rounds off the
+        crease a distance transform has along the part's midline (a visible ridge in
+        the shading otherwise).
+
+    Returns
+    -------
+    (H, W) float32 ndarray
+        Height in canvas px, 0 outside the part.
+    """
     inside = (coverage >= 0.5).astype(np.uint8)
     if not inside.any():
         return np.zeros(coverage.shape, dtype=np.float32)
     dist = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_5)
     r = np.float32(max(radius_px, 1.0))
+    # Beyond 2 r the surface is flat anyway; a canvas with no edge gives no finite distance.
+    dist = np.minimum(dist, np.float32(2.0) * r)
+    if smooth > 0.0:
+        # Smoothed only inside: the silhouette keeps its edge-on slope.
+        dist = np.minimum(dist, blur(dist, float(smooth * r)) + np.float32(0.5)) * inside
     t = np.minimum(dist / r, 1.0)
-    q = 1.0 - t
-    return r * np.sqrt(np.maximum(1.0 - q * q, 0.0))
+    if smooth <= 0.0:
+        q = 1.0 - t
+        return np.float32(depth) * r * np.sqrt(np.maximum(1.0 - q * q, 0.0))
+    # A circle turns exactly edge-on at the silhouette, which a photo shows as a drawn
+    # outline; a small offset keeps the last pixels steep but finite.
+    e = np.float32(0.05)
+    s = t * (np.float32(2.0) - t)
+    norm = np.float32(1.0 / (math.sqrt(1.05) - math.sqrt(0.05)))
+    return np.float32(depth) * r * (np.sqrt(s + e) - np.sqrt(e)) * norm
+
+
+def _occlusion(height: np.ndarray, inside: np.ndarray, scales_px: tuple[float, ...], strength: float) -> np.ndarray:
+    """Ambient occlusion of a relief: how much darker creases and grooves are (1 = open).
+
+    A point lower than the surrounding surface (its coverage-weighted local mean at
+    each scale) sees less of the sky: spine groove, armpits, the crease between arm
+    and trunk, folds under the breasts and at the waist.
+
+    Parameters
+    ----------
+    height : (H, W) float32
+        Relief in canvas px.
+    inside : (H, W) float32
+        Where the body is, 0..1 (the mean is taken over the body only).
+    scales_px : tuple of float
+        Neighbourhood radii in canvas px.
+    strength : float
+        Darkening of a crease as deep as its neighbourhood is wide.
+
+    Returns
+    -------
+    (H, W) float32 ndarray in (0, 1]
+    """
+    m = inside.astype(np.float32)
+    hm = height * m
+    dark = np.zeros(height.shape, dtype=np.float32)
+    for s in scales_px:
+        mean = blur(hm, s) / np.maximum(blur(m, s), np.float32(1e-3))
+        dark += np.clip((mean - height) * np.float32(1.0 / s), 0.0, 1.0)
+    ao = 1.0 - np.float32(strength) * np.minimum(dark, 1.0)
+    return np.clip(ao, 0.3, 1.0).astype(np.float32)
+
+
+# Sun-tan colour (multiplier of the albedo at full tan) per skin type: fair skin reddens, darker skin browns.
+_TAN = {1: (0.93, 0.84, 0.82), 2: (0.88, 0.78, 0.70), 3: (0.82, 0.72, 0.62), 4: (0.84, 0.76, 0.68), 5: (0.88, 0.83, 0.78), 6: (0.92, 0.89, 0.86)}
+
+
+def _skin_tint(landmarks: np.ndarray | None, ao: np.ndarray, sun: np.ndarray, fitz: int, amount: float) -> np.ndarray:
+    """Albedo multiplier: landmark colours x ambient occlusion x sun tan (``sun`` 0..1)."""
+    tan = (np.asarray(_TAN[int(fitz)], dtype=np.float32) - np.float32(1.0)) * np.float32(amount)
+    out = sun[..., None] * tan
+    out += np.float32(1.0)
+    out *= ao[..., None]
+    if landmarks is not None:
+        out *= landmarks
+    return out
 
 
 def _smooth_max(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
@@ -358,63 +455,116 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
     k = rng.uniform(0.85, 1.12)  # body size
     wa = rng.uniform(0.9, 1.12)  # shoulder width
     ww = rng.uniform(0.85, 1.2)  # waist width (adiposity)
+    fat = float(np.clip((ww - 0.85) / 0.35 + rng.normal(0.0, 0.15), 0.0, 1.0))
+    lean = 1.0 - fat
     half = [
-        (46, -760),
-        (50, -420),
-        (58, -330),
-        (105 * wa, -296),
-        (158 * wa, -278),
-        (198 * wa, -262),
-        (226 * wa, -232),
-        (232 * wa, -196),
-        (214 * wa, -150),
-        (194 * wa, -118),
-        (186 * ww, -50),
-        (166 * ww, 100),
-        (178 * ww, 240),
-        (186 * ww, 760),
+        (54, -760),
+        (57, -420),
+        (63, -345),
+        (86, -314),
+        (118 * wa, -295),
+        (160 * wa, -281),
+        (194 * wa, -267),
+        (218 * wa, -248),
+        (232 * wa, -220),
+        (237 * wa, -190),
+        (236 * wa, -160),
+        (226 * wa, -134),
+        (204 * wa, -114),
+        (188 * ww, -50),
+        (168 * ww, 100),
+        (180 * ww, 240),
+        (188 * ww, 760),
     ]
     right = np.array(half) * k
     right = right + rng.normal(0, 3.0, right.shape)
     left = right[::-1] * np.array([-1.0, 1.0]) + rng.normal(0, 2.5, right.shape)
     torso = chaikin(np.vstack([right, left]), 3)
     cov = c.fill(torso)
-    height = _cylinder_height(cov, c.mm(150.0 * k * ww))
+    # The trunk is a flattened ellipse in cross-section: it turns away over its whole
+    # half-width, so the shading rolls off towards the flanks, not only at the edge.
+    height = _cylinder_height(cov, c.mm(185.0 * k * ww), depth=0.62, smooth=0.25)
     # Arms hang beside the torso, a little away from it; their tops are inside the shoulders.
     arm_cov = np.zeros(shape, dtype=np.float32)
     arm_h = np.zeros(shape, dtype=np.float32)
+    sun = np.zeros(shape, dtype=np.float32)
+    redness = np.zeros(shape, dtype=np.float32)
     spread = rng.uniform(0.0, 0.1)
     for side in (1.0, -1.0):
-        p0 = (side * 200 * wa * k, -200 * k)
-        p1 = (side * (232 * wa * k + 900 * spread), 520 * k)
+        # The arm's rounded top stays inside the shoulder; its outer edge continues the deltoid's.
+        p0 = (side * (237 * wa - 47) * k, -170 * k)
+        p1 = (side * ((232 * wa - 10) * k + 900 * spread), 520 * k)
         arm = c.fill(_tube_poly(p0, p1, 46 * k, 34 * k, rng))
         arm_cov = np.maximum(arm_cov, arm)
-        arm_h = np.maximum(arm_h, _cylinder_height(arm, c.mm(45 * k)))
-    # The arm and the back meet in a crease below the armpit and blend at the shoulder.
-    height = _smooth_max(height, arm_h, c.mm(12.0))
+        elbow = (p0[0] + 0.43 * (p1[0] - p0[0]), p0[1] + 0.43 * (p1[1] - p0[1]))
+        a_rel = c.bump(elbow[0], elbow[1], 26 * k, 22 * k, out=np.zeros(shape, dtype=np.float32), amp=5.0)  # olecranon / elbow
+        c.bump(p0[0] + 0.2 * (p1[0] - p0[0]), p0[1] + 0.2 * (p1[1] - p0[1]), 40 * k, 90 * k, out=a_rel, amp=6.0)  # triceps / biceps
+        c.bump(p0[0] + 0.58 * (p1[0] - p0[0]), p0[1] + 0.58 * (p1[1] - p0[1]), 36 * k, 70 * k, out=a_rel, amp=4.0)  # forearm muscles
+        a_h = _cylinder_height(arm, c.mm(42 * k), depth=0.9, smooth=0.25)
+        arm_h = np.maximum(arm_h, a_h + a_rel * (arm >= 0.5) / np.float32(c.f.mm_per_px))
+        redness = np.maximum(redness, 0.6 * c.bump(elbow[0], elbow[1], 30 * k, 26 * k))
+        # Forearms are sun-exposed.
+        sun = np.maximum(sun, arm * smoothstep((c.yy - np.float32(elbow[1] - 40 * k)) * np.float32(1.0 / (60 * k))))
+    # The arm and the back meet in a crease below the armpit; above it the shoulder is
+    # the trunk's (the deltoid covers the joint: no outline of the arm's root).
+    merged = _smooth_max(height, arm_h, c.mm(25.0))
+    root = smoothstep((c.yy - np.float32(-150 * k)) * np.float32(1.0 / (70 * k)))
+    height = height + root * (merged - height)
     cov = np.maximum(cov, arm_cov)
 
     rel = np.zeros(shape, dtype=np.float32)
     tint = np.ones(shape + (3,), dtype=np.float32)
-    redness = np.zeros(shape, dtype=np.float32)
+    for side in (1.0, -1.0):
+        c.bump(side * 205 * wa * k, -222 * k, 52 * k, 75 * k, side * 0.3, out=rel, amp=5.0)  # deltoid
+        c.ridge((side * 52 * k, -330 * k), (side * 165 * wa * k, -268 * k), 42.0 * k, out=rel, amp=7.0)  # trapezius over the shoulder
+        # Ribs show on the flanks of thin people.
+        for j in range(6):
+            y = (-150 + 30 * j) * k
+            c.ridge((side * 100 * k, y), (side * 160 * k, y + 28 * k), 12.0 * k, out=rel, amp=np.float32(1.0 * lean * lean))
+        # The flank: a soft roll above the waistband on heavier people.
+        c.bump(side * 168 * ww * k, 170 * k, 55 * k, 80 * k, out=rel, amp=np.float32(9.0 * fat))
     if view == "back":
-        rel -= 5.0 * c.ridge((0, -300 * k), (0, 420 * k), 32.0 * k)  # spine groove
+        c.ridge((0, -300 * k), (0, 330 * k), 30.0 * k, out=rel, amp=-4.0)  # spine groove
+        c.ridge((0, 60 * k), (0, 330 * k), 26.0 * k, out=rel, amp=-2.5)  # deeper in the lumbar region
+        for j in range(17):  # spinous processes, visible on lean backs
+            y = (-305 + 24 * j) * k
+            c.bump(0, y, 12 * k, 10 * k, out=rel, amp=np.float32((3.0 if j == 0 else 1.0) * (0.4 + 0.6 * lean)))
         for side in (1.0, -1.0):
-            rel += 9.0 * c.bump(side * 95 * k, -125 * k, 62 * k, 95 * k, side * 0.15)  # scapulae
-            rel += 5.0 * c.bump(side * 55 * k, 180 * k, 50 * k, 160 * k)  # erector spinae
-        rel += 3.0 * c.bump(0, -300 * k, 14, 12)  # C7
+            c.bump(side * 44 * k, 170 * k, 48 * k, 200 * k)  # erector spinae (lumbar, out=rel, amp=6.0)
+            c.bump(side * 38 * k, -100 * k, 42 * k, 170 * k)  # erector spinae (thoracic, out=rel, amp=2.0)
+            c.bump(side * 125 * wa * k, -150 * k, 70 * k, 85 * k, side * 0.25, out=rel, amp=6.0)  # scapula and infraspinatus
+            c.ridge((side * 74 * k, -228 * k), (side * 92 * k, -80 * k), 24.0 * k, out=rel, amp=np.float32(1.5 + 2.0 * lean))  # medial border
+            c.bump(side * 104 * k, -72 * k, 32 * k, 26 * k, out=rel, amp=np.float32(1.5 + 2.0 * lean))  # inferior angle
+            c.ridge((side * 80 * k, -208 * k), (side * 180 * wa * k, -244 * k), 18.0 * k, out=rel, amp=np.float32(1.0 + 1.5 * lean))  # spine of scapula
+            c.bump(side * 55 * k, -150 * k, 18 * k, 70 * k, out=rel, amp=-2.5)  # rhomboid hollow
+            c.bump(side * 150 * wa * k, -40 * k, 50 * k, 130 * k, side * 0.2, out=rel, amp=8.0)  # latissimus
+            c.bump(side * 42 * k, 300 * k, 10 * k, 10 * k, out=rel, amp=-2.5)  # dimples of Venus
+        # The neck and upper back get sun above a collar line.
+        collar = smoothstep((np.float32(-300 * k) + np.float32(0.35) * np.abs(c.xx) - c.yy) * np.float32(1.0 / (30 * k)))
+        sun = np.maximum(sun, collar)
     else:
-        rel -= 2.5 * c.ridge((0, -240 * k), (0, 40 * k), 28.0 * k)  # sternum
+        c.ridge((0, -240 * k), (0, 30 * k), 30.0 * k, out=rel, amp=-1.5)  # sternum
+        c.bump(0, -270 * k, 24 * k, 18 * k, out=rel, amp=-4.0)  # suprasternal notch
+        c.ridge((0, 40 * k), (0, 170 * k), 16.0 * k, out=rel, amp=-1.2)  # linea alba
         breast = (not male) and rng.random() < 0.8
         for side in (1.0, -1.0):
+            c.ridge((side * 48 * k, -390 * k), (side * 20 * k, -285 * k), 18.0 * k, out=rel, amp=4.0)  # sternocleidomastoid
+            c.bump(side * 90 * k, -296 * k, 55 * k, 24 * k, out=rel, amp=-3.0)  # supraclavicular hollow
+            c.ridge((side * 150 * k, 40 * k), (side * 30 * k, -50 * k), 22.0 * k, out=rel, amp=np.float32(1.0 + 1.5 * lean))  # costal margin
+            if lean > 0.4:
+                for j in range(3):  # rectus abdominis segments
+                    c.bump(side * 36 * k, (10 + 55 * j) * k, 28 * k, 24 * k, out=rel, amp=np.float32(3.0 * (lean - 0.4)))
             if breast:
                 bx, by = side * 92 * k, -40 * k
-                rel += 38.0 * c.bump(bx, by, 85 * k, 78 * k)
+                # Fuller below than above, ending in the inframammary fold.
+                c.bump(bx, by - 12 * k, 92 * k, 92 * k, out=rel, amp=20.0)
+                c.bump(bx, by + 22 * k, 78 * k, 62 * k, out=rel, amp=22.0)
                 nip = (bx + side * 6, by + 18 * k)
             else:
-                rel += 12.0 * c.bump(side * 85 * k, -120 * k, 95 * k, 70 * k)  # pectoral
+                c.bump(side * 85 * k, -145 * k, 100 * k, 72 * k, side * 0.12, out=rel, amp=14.0)  # pectoral
+                c.bump(side * 100 * k, -105 * k, 80 * k, 30 * k, out=rel, amp=4.0)  # its lower border
                 nip = (side * 98 * k, -78 * k)
-            rel += 5.0 * c.ridge((side * 25 * k, -262 * k), (side * 175 * k, -278 * k), 12.0)  # clavicle
+            c.ridge((side * 28 * k, -268 * k), (side * 160 * k, -278 * k), 15.0 * k, out=rel, amp=2.5)  # clavicle
             # Areola and nipple: brown or pink, a landmark that is not a lesion.
             ar = rng.uniform(11, 22) * (1.25 if breast else 1.0)
             areola = c.bump(nip[0], nip[1], ar, ar * rng.uniform(0.85, 1.0))
@@ -422,15 +572,30 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
             dark = rng.uniform(0.55, 0.8) if fitz >= 3 else rng.uniform(0.75, 0.9)
             col = np.array([dark * 1.0, dark * 0.78, dark * 0.75], dtype=np.float32)
             tint *= 1.0 + areola[..., None] * (col - 1.0)
-            rel += 3.0 * c.bump(nip[0], nip[1], ar * 0.3, ar * 0.3)
+            c.bump(nip[0], nip[1], ar * 0.3, ar * 0.3, out=rel, amp=3.0)
+        c.bump(0, 150 * k, 170 * k, 150 * k, out=rel, amp=np.float32(28.0 * fat))  # belly
         navel = c.bump(0, 185 * k, 7, 9)
         tint *= 1.0 - 0.35 * smoothstep(navel * 4.0)[..., None]
-        rel -= 4.0 * navel
-    height = height + np.where(arm_cov >= 0.5, 0.0, rel / np.float32(c.f.mm_per_px))
+        rel -= 6.0 * navel
+        # A V of sun on the upper chest and the neck.
+        vee = smoothstep((np.float32(-215 * k) - np.float32(0.9) * np.abs(c.xx) - c.yy) * np.float32(1.0 / (25 * k)))
+        sun = np.maximum(sun, vee)
+    # The trunk's relief fades out over the arms (softly: a cut would draw the arm's
+    # outline) except at the shoulder, where the deltoid and trapezius run onto the arm.
+    over_arm = smoothstep(blur(arm_cov, c.mm(20.0)) * np.float32(2.0)) * root
+    height = height + rel * (np.float32(1.0) - over_arm) * np.float32(1.0 / c.f.mm_per_px)
+    # Flushed over the shoulders (and the elbows, above).
+    for side in (1.0, -1.0):
+        redness = np.maximum(redness, 0.45 * c.bump(side * 195 * wa * k, -255 * k, 70 * k, 50 * k))
 
     # Clothing occluders in front of the body are handled by the background; here the
     # waistband and bra strap just remove skin.
+    cov_all = cov
     cov, clothing = _occlude_clothing(rng, c, cov, waist_y=rng.uniform(250, 360) * k, strap=(view == "back" and not male and rng.random() < 0.5), k=k)
+    ao = _occlusion(height, cov_all, (c.mm(12.0), c.mm(45.0)), 0.55)
+    # Skin just above clothing lies in its shadow.
+    ao *= 1.0 - np.float32(0.3) * blur(clothing, c.mm(6.0))
+    tint = _skin_tint(tint, ao, sun, fitz, rng.uniform(0.3, 1.0))
 
     # Hair: terminal body hair (chest, shoulders, back) on some men; otherwise none.
     hair_base = np.zeros(shape, dtype=np.float32)
@@ -450,20 +615,30 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
         fy = fy * np.where(c.yy < -60 * k, -0.4, 1.0).astype(np.float32)
     flow = _flow_from_angle_field(fx, fy)
     lesion_ok = cov >= 0.5
-    return Body(cov, clothing, height.astype(np.float32), tint, hair_base, flow, redness, lesion_ok, "body", male)
+    return Body(cov, clothing, height.astype(np.float32), tint, hair_base, flow, redness.astype(np.float32), lesion_ok, "body", male)
 
 
 def _occlude_clothing(rng: np.random.Generator, c: _Canvas, cov: np.ndarray, *, waist_y: float, strap: bool, k: float) -> tuple[np.ndarray, np.ndarray]:
-    """Remove skin under a waistband (trousers) and, optionally, a bra strap."""
+    """Remove skin under a waistband (trousers) and, optionally, a bra strap.
+
+    Their edges are crisp (fabric) but not ruler-straight: the waistband waves where
+    the fabric gathers and the strap follows the back's curvature.
+    """
     sag = rng.uniform(-25, 25)
-    y = c.yy - np.float32(waist_y) - np.float32(sag) * (c.xx * np.float32(1.0 / (200 * k))) ** 2
+    wave = np.float32(rng.uniform(2.0, 6.0)) * noise(rng, c.shape, c.mm(45.0))
+    wave += np.float32(rng.uniform(0.3, 0.8)) * noise(rng, c.shape, c.mm(15.0))
+    y = c.yy - np.float32(waist_y) - np.float32(sag) * (c.xx * np.float32(1.0 / (200 * k))) ** 2 + wave
     pants = smoothstep(y / np.float32(c.f.mm_per_px * 1.5) + 0.5)
     # Trousers are a little wider than the body under them.
     body = np.maximum(cov, blur(cov, c.mm(12.0)) * np.float32(1.6)).clip(0.0, 1.0)
     clothing = pants * body
     if strap:
         sy = rng.uniform(-60, 10) * k
-        band = smoothstep(c.ridge((-400, sy), (400, sy + rng.uniform(-8, 8)), rng.uniform(14, 24)) * 4.0)
+        tilt = rng.uniform(-8, 8) / 800.0
+        half = rng.uniform(7, 12)
+        bow = np.float32(rng.uniform(0.0, 20.0)) * (c.xx * np.float32(1.0 / (200 * k))) ** 2
+        off = np.abs(c.yy - np.float32(sy) - np.float32(tilt) * c.xx - bow - np.float32(1.5) * noise(rng, c.shape, c.mm(50.0)))
+        band = smoothstep((np.float32(half) - off) / np.float32(c.f.mm_per_px * 1.5) + 0.5)
         clothing = np.maximum(clothing, band * cov)
     return cov * (1.0 - clothing), clothing
 
@@ -475,20 +650,67 @@ def _limb(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
     w1 = w0 * rng.uniform(0.62, 0.8)
     ang = rng.uniform(-0.6, 0.6) + (math.pi / 2 if rng.random() < 0.3 else 0.0)
     ca, sa = math.cos(ang), math.sin(ang)
+    front = bool(rng.random() < 0.5)  # the extensor side (kneecap, back of the elbow) or the flexor side
     # Upper and lower segments meet at a slightly bent joint (knee/elbow) near the middle.
     jt = rng.uniform(-150, 150)
-    jx, jy = jt * ca, jt * sa
-    bend = rng.uniform(-0.35, 0.35)
-    cb, sb = math.cos(ang + bend), math.sin(ang + bend)
     wj = 0.5 * (w0 + w1) * rng.uniform(0.85, 1.0)
-    upper = c.fill(_tube_poly((jx - 750 * ca, jy - 750 * sa), (jx + 0.3 * wj * ca, jy + 0.3 * wj * sa), w0, wj, rng, n=10))
-    lower = c.fill(_tube_poly((jx - 0.3 * wj * cb, jy - 0.3 * wj * sb), (jx + 750 * cb, jy + 750 * sb), wj * 1.05, w1, rng, n=10))
-    cov = np.maximum(upper, lower)
-    height = _smooth_max(_cylinder_height(upper, c.mm(w0 * 0.95)), _cylinder_height(lower, c.mm(wj * 0.95)), c.mm(25.0))
-    rel = 6.0 * c.bump(jx, jy, w0 * 0.5, w0 * 0.45, ang) - 3.0 * c.ridge((jx - sa * w0, jy + ca * w0), (jx + sa * w0, jy - ca * w0), 5.0)
-    height = height + rel / np.float32(c.f.mm_per_px)
-    redness = 0.35 * c.bump(jx, jy, w0 * 0.6, w0 * 0.5, ang) * rng.uniform(0.0, 1.0)
+    # Clinic leg photos usually show both legs: a whole-leg view gets the other one beside it.
+    offsets = [0.0]
+    if is_leg and not c.f.close_up:
+        offsets.append(float(rng.choice([-1.0, 1.0])) * w0 * rng.uniform(2.05, 2.4))
+    cov = np.zeros(shape, dtype=np.float32)
+    height = np.zeros(shape, dtype=np.float32)
+    rel = np.zeros(shape, dtype=np.float32)
+    redness = np.zeros(shape, dtype=np.float32)
+    for off in offsets:
+        ox, oy = -sa * off, ca * off
+        jo = jt + (rng.uniform(-25, 25) if off else 0.0)
+        jx, jy = ox + jo * ca, oy + jo * sa
+        bend = rng.uniform(-0.35, 0.35) if not off else rng.uniform(-0.12, 0.12)
+        cb, sb = math.cos(ang + bend), math.sin(ang + bend)
+        upper = c.fill(_tube_poly((jx - 750 * ca, jy - 750 * sa), (jx + 0.6 * wj * ca, jy + 0.6 * wj * sa), w0, wj, rng, n=10))
+        lower = c.fill(_tube_poly((jx - 0.6 * wj * cb, jy - 0.6 * wj * sb), (jx + 750 * cb, jy + 750 * sb), wj, w1, rng, n=10))
+        # One outline for the whole limb (no notch at the joint), rounded as one piece.
+        seg = blur(np.maximum(upper, lower), c.mm(0.5 * wj))
+        seg = smoothstep((seg - np.float32(0.5)) * np.float32(4.0) + np.float32(0.5))
+        seg_h = _cylinder_height(seg, c.mm(wj * 0.95), depth=0.75, smooth=0.25)
+        cov = np.maximum(cov, seg)
+        height = np.maximum(height, seg_h)
+        # Landmarks of the joint and the muscle bellies around it (mm of relief).
+        up = (-ca, -sa)  # towards the root of the limb
+        dn = (cb, sb)
+        if is_leg and front:
+            c.bump(jx, jy, wj * 0.42, wj * 0.38, ang, out=rel, amp=8.0)  # kneecap
+            c.bump(jx + dn[0] * wj * 0.75, jy + dn[1] * wj * 0.75, wj * 0.2, wj * 0.18, out=rel, amp=3.0)  # tibial tuberosity
+            side = 1.0 if rng.random() < 0.5 else -1.0
+            c.bump(jx + up[0] * wj * 0.9 - sa * side * wj * 0.4, jy + up[1] * wj * 0.9 + ca * side * wj * 0.4, wj * 0.45, wj * 0.6, ang, out=rel, amp=6.0)  # vastus medialis
+            c.ridge((jx + dn[0] * wj, jy + dn[1] * wj), (jx + dn[0] * 600, jy + dn[1] * 600), wj * 0.25)  # shin (tibial crest, out=rel, amp=2.5)
+            redness = np.maximum(redness, 0.7 * c.bump(jx, jy, wj * 0.6, wj * 0.55, ang))
+        elif is_leg:
+            c.ridge((jx - sa * wj * 0.5, jy + ca * wj * 0.5), (jx + sa * wj * 0.5, jy - ca * wj * 0.5), 16.0, out=rel, amp=-1.5)  # popliteal crease
+            for s in (0.22, -0.22):  # the two heads of the calf muscle, one broad bulge
+                cx = jx + dn[0] * wj * 1.9 - sb * s * wj
+                cy = jy + dn[1] * wj * 1.9 + cb * s * wj
+                c.bump(cx, cy, wj * 0.7, wj * 1.5, ang + bend + math.pi / 2, out=rel, amp=5.0)
+            c.bump(jx + up[0] * wj * 1.6, jy + up[1] * wj * 1.6, wj * 0.8, wj * 1.6, ang + math.pi / 2, out=rel, amp=6.0)  # hamstrings
+        elif front:
+            c.bump(jx, jy, wj * 0.35, wj * 0.3, ang, out=rel, amp=6.0)  # olecranon
+            c.bump(jx + up[0] * wj * 1.8, jy + up[1] * wj * 1.8, wj * 0.7, wj * 1.6, ang + math.pi / 2, out=rel, amp=8.0)  # triceps
+            redness = np.maximum(redness, 0.7 * c.bump(jx, jy, wj * 0.5, wj * 0.45, ang))
+        else:
+            c.ridge((jx - sa * wj * 0.5, jy + ca * wj * 0.5), (jx + sa * wj * 0.5, jy - ca * wj * 0.5), 14.0, out=rel, amp=-1.5)  # elbow crease
+            c.bump(jx + up[0] * wj * 1.8, jy + up[1] * wj * 1.8, wj * 0.6, wj * 1.7, ang + math.pi / 2, out=rel, amp=8.0)  # biceps
+            c.bump(jx + dn[0] * wj * 1.4, jy + dn[1] * wj * 1.4, wj * 0.75, wj * 1.5, ang + bend + math.pi / 2, out=rel, amp=7.0)  # forearm flexors
+    redness *= np.float32(rng.uniform(0.2, 1.0))
+    height = height + rel * (cov >= 0.5) / np.float32(c.f.mm_per_px)
+    # Arms and shins see the sun; thighs are usually covered.
+    along = c.xx * np.float32(ca) + c.yy * np.float32(sa)
+    sun = cov if not is_leg else cov * smoothstep((along - np.float32(jt - 60.0)) * np.float32(1.0 / 120.0))
+    cov_all = cov
     cov, clothing = _sleeve(rng, c, cov, ang, w0)
+    ao = _occlusion(height, cov_all, (c.mm(10.0), c.mm(0.8 * w0)), 0.5)
+    ao *= 1.0 - np.float32(0.3) * blur(clothing, c.mm(6.0))
+    tint = _skin_tint(None, ao, sun, fitz, rng.uniform(0.2, 0.9))
     hair_base = np.zeros(shape, dtype=np.float32)
     if rng.random() < (0.85 if male else 0.35):
         patchy = fractal(rng, shape, c.mm(50.0), octaves=2)
@@ -497,7 +719,6 @@ def _limb(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
     fx = np.full(shape, ca, dtype=np.float32) + np.float32(0.25) * noise(rng, shape, c.mm(60))
     fy = np.full(shape, sa, dtype=np.float32) + np.float32(0.25) * noise(rng, shape, c.mm(60))
     flow = _flow_from_angle_field(fx, fy)
-    tint = np.ones(shape + (3,), dtype=np.float32)
     return Body(cov, clothing, height.astype(np.float32), tint, hair_base, flow, redness.astype(np.float32), cov >= 0.5, "body", male)
 
 

@@ -120,7 +120,10 @@ def build_skin(
     hb_amp = np.float32(rng.uniform(0.01, 0.05) * (1.0 if fitzpatrick <= 3 else 0.5))
     flush = np.clip(hb * hb_amp + body.redness * np.float32(0.35), 0.0, 1.0)
     # Luminance-only factors are gathered in one map before touching the colour image.
-    lum = 1.0 + np.float32(rng.uniform(0.02, 0.05)) * fractal(rng, shape, max(1.0, px(rng.uniform(1.0, 4.0))), octaves=2)
+    # Fine mottling; finer than a few pixels it averages out in the photo (no sandpaper grain).
+    fine_cell = px(rng.uniform(1.0, 4.0))
+    fine_amp = rng.uniform(0.02, 0.05) * min(1.0, fine_cell / 3.0)
+    lum = 1.0 + np.float32(fine_amp) * fractal(rng, shape, max(1.0, fine_cell), octaves=2)
     micro = np.zeros(shape, dtype=np.float32)
     # Skin relief: criss-crossing skin lines (furrows) and pores. Their depth is in mm,
     # so they shade strongly in close-ups and average out in whole-region shots.
@@ -148,7 +151,7 @@ def build_skin(
     albedo = (1.0 + (mel_amp * mel)[..., None] * np.array([1.0, 1.15, 1.35], dtype=np.float32)) * tone
     albedo *= 1.0 + flush[..., None] * ((_ERYTHEMA - 1.0) * np.float32(0.6))
     albedo *= lum[..., None]
-    if float(body.tint.min()) < 1.0:  # only views with landmarks (nipples, lids) tint the skin
+    if float(body.tint.min()) < 1.0:  # landmarks, creases and tan (views without them skip this)
         albedo *= body.tint
 
     skin_zone = body.coverage >= 0.5
@@ -199,7 +202,8 @@ def build_skin(
         albedo *= 1.0 + (pen * np.float32(0.9))[..., None] * (np.minimum(pc / np.maximum(tone, 1e-3), 1.0) - 1.0)
         drawn.append("pen")
     # Sheen varies smoothly over the body (oilier in places), never in blotches.
-    oil = np.clip(np.float32(rng.uniform(0.15, 0.7)) * (1.0 + np.float32(0.25) * noise(rng, shape, px(120.0))), 0.0, 1.0)
+    oil = np.float32(rng.uniform(0.15, 0.7)) * (1.0 + np.float32(0.25) * noise(rng, shape, px(120.0)))
+    oil = np.clip(oil, 0.0, 1.0)
     return Skin(np.clip(albedo, 0.0, 1.0), oil.astype(np.float32), micro, tone, tuple(drawn))
 
 

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from imgtool.synth import SynthOptions
 from imgtool.synth._hair import HairSpec, HairState, _roots, _sheen, render_hair
 from imgtool.synth._scene import Body, Framing, build_body
 
@@ -125,3 +126,20 @@ def test_scalp_from_above_is_a_skull_not_an_ellipse(seed):
     # Shoulders in a shirt fill the sides behind the head (clothing is not skin).
     assert body.clothing[280:, :40].mean() > 0.9 and body.clothing[280:, -40:].mean() > 0.9
     assert (body.clothing[body.coverage >= 0.5] < 0.5).all()
+
+
+def test_a_ruler_lying_on_the_head_hides_the_hair_under_it():
+    from imgtool.synth import core
+
+    opts = SynthOptions(views=("scalp",), hair_loss=(0.0, 0.0))
+    for seed in range(40):
+        rs = core._streams(seed)
+        scene = core._build_scene(seed, (384, 384), opts, rs)
+        if scene.occluder is not None and (scene.occluder[scene.body.coverage > 0.5] > 0.99).sum() > 200:
+            break
+    else:
+        pytest.skip("no scalp scene with a ruler over the head in 40 seeds")
+    visit = core._visit(scene, scene.disease, opts)
+    under = (scene.occluder > 0.999) & (scene.body.coverage > 0.5)
+    # Under the ruler the canvas is the ruler (composited into the background), not strands.
+    np.testing.assert_allclose(visit.colour[under], scene.background[under], atol=1e-6)

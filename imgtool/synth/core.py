@@ -255,6 +255,8 @@ class _Scene:
     disease: _Disease
     hair_loss_before: float
     extras: tuple[str, ...]
+    #: Coverage of objects lying on the body (a ruler), which hide its hair too.
+    occluder: np.ndarray | None = None
 
     def info(self) -> dict[str, Any]:
         return {
@@ -297,10 +299,12 @@ def _build_scene(seed: int, photo_shape: tuple[int, int], opts: SynthOptions, rs
         background = background + body.clothing[..., None] * (cloth - background)
     skin_cover = body.coverage
     extras: list[str] = []
+    occluder = None
     if r.random() < 0.2 * opts.distractors:
         rc, rcol = ruler(r, framing)
         background = background + rc[..., None] * (rcol - background)
         skin_cover = skin_cover * (1.0 - rc)
+        occluder = rc.astype(np.float32)
         extras.append("ruler")
 
     rt = rs["texture"]
@@ -324,7 +328,7 @@ def _build_scene(seed: int, photo_shape: tuple[int, int], opts: SynthOptions, rs
     disease = _Disease(tuple(lesions), HairState(level))
     # Relief shades the skin fully and clothing a little; the background is flat.
     body_mask = np.maximum(skin_cover, body.clothing * np.float32(0.3)).astype(np.float32)
-    return _Scene(photo_shape, framing, fitz, bg_kind, body, skin, background, skin_cover.astype(np.float32), body_mask, hair_spec, g, hair_tex, disease, f, tuple(extras))
+    return _Scene(photo_shape, framing, fitz, bg_kind, body, skin, background, skin_cover.astype(np.float32), body_mask, hair_spec, g, hair_tex, disease, f, tuple(extras), occluder)
 
 
 @dataclass(frozen=True)
@@ -354,17 +358,23 @@ def _visit(scene: _Scene, disease: _Disease, opts: SynthOptions, before_kept: np
         dots = follicle_dots(np.random.default_rng(scene.hair_spec.seed + 1), fr, scene.body, hair.kept)
         if dots.any():
             albedo *= (1.0 - np.float32(0.6) * dots)[..., None]
-    has_hair = bool(hair.alpha.any())
+    hair_alpha, hair_rgb = hair.alpha, hair.rgb
+    if scene.occluder is not None and hair_alpha.any():
+        # A ruler lies on top of the hair as well as the skin.
+        keep = np.float32(1.0) - scene.occluder
+        hair_alpha = hair_alpha * keep
+        hair_rgb = hair_rgb * keep[..., None]
+    has_hair = bool(hair_alpha.any())
     if has_hair:
         # Strands shade the skin right under them.
-        albedo *= (1.0 - np.float32(0.45) * blur(hair.alpha, 1.0))[..., None]
+        albedo *= (1.0 - np.float32(0.45) * blur(hair_alpha, 1.0))[..., None]
     cov = scene.skin_cover
     colour = albedo - scene.background
     colour *= cov[..., None]
     colour += scene.background
     if has_hair:
-        colour *= (1.0 - hair.alpha)[..., None]
-        colour += hair.rgb
+        colour *= (1.0 - hair_alpha)[..., None]
+        colour += hair_rgb
     np.clip(colour, 0.0, 1.0, out=colour)
     # Surface normals from the relief (central differences, exact arithmetic).
     height = scene.body.height + scene.skin.micro
@@ -385,7 +395,7 @@ def _visit(scene: _Scene, disease: _Disease, opts: SynthOptions, before_kept: np
     if les.box is not None:
         oil *= 1.0 - les.dryness
     if has_hair:
-        oil *= 1.0 - hair.alpha
+        oil *= 1.0 - hair_alpha
     geo[..., 2] = oil
     geo[..., 3] = cov
     lab = np.empty(height.shape + (2,), dtype=np.float32)

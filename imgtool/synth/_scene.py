@@ -530,8 +530,8 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
             y = (-305 + 24 * j) * k
             c.bump(0, y, 12 * k, 10 * k, out=rel, amp=np.float32((3.0 if j == 0 else 1.0) * (0.4 + 0.6 * lean)))
         for side in (1.0, -1.0):
-            c.bump(side * 44 * k, 170 * k, 48 * k, 200 * k)  # erector spinae (lumbar, out=rel, amp=6.0)
-            c.bump(side * 38 * k, -100 * k, 42 * k, 170 * k)  # erector spinae (thoracic, out=rel, amp=2.0)
+            c.bump(side * 44 * k, 170 * k, 48 * k, 200 * k, out=rel, amp=6.0)  # erector spinae (lumbar)
+            c.bump(side * 38 * k, -100 * k, 42 * k, 170 * k, out=rel, amp=2.0)  # erector spinae (thoracic)
             c.bump(side * 125 * wa * k, -150 * k, 70 * k, 85 * k, side * 0.25, out=rel, amp=6.0)  # scapula and infraspinatus
             c.ridge((side * 74 * k, -228 * k), (side * 92 * k, -80 * k), 24.0 * k, out=rel, amp=np.float32(1.5 + 2.0 * lean))  # medial border
             c.bump(side * 104 * k, -72 * k, 32 * k, 26 * k, out=rel, amp=np.float32(1.5 + 2.0 * lean))  # inferior angle
@@ -684,7 +684,7 @@ def _limb(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
             c.bump(jx + dn[0] * wj * 0.75, jy + dn[1] * wj * 0.75, wj * 0.2, wj * 0.18, out=rel, amp=3.0)  # tibial tuberosity
             side = 1.0 if rng.random() < 0.5 else -1.0
             c.bump(jx + up[0] * wj * 0.9 - sa * side * wj * 0.4, jy + up[1] * wj * 0.9 + ca * side * wj * 0.4, wj * 0.45, wj * 0.6, ang, out=rel, amp=6.0)  # vastus medialis
-            c.ridge((jx + dn[0] * wj, jy + dn[1] * wj), (jx + dn[0] * 600, jy + dn[1] * 600), wj * 0.25)  # shin (tibial crest, out=rel, amp=2.5)
+            c.ridge((jx + dn[0] * wj, jy + dn[1] * wj), (jx + dn[0] * 600, jy + dn[1] * 600), wj * 0.25, out=rel, amp=2.5)  # shin (tibial crest)
             redness = np.maximum(redness, 0.7 * c.bump(jx, jy, wj * 0.6, wj * 0.55, ang))
         elif is_leg:
             c.ridge((jx - sa * wj * 0.5, jy + ca * wj * 0.5), (jx + sa * wj * 0.5, jy - ca * wj * 0.5), 16.0, out=rel, amp=-1.5)  # popliteal crease

@@ -27,6 +27,8 @@ BACKGROUNDS: tuple[str, ...] = ("wall", "sheet", "clothing", "drape", "skin_like
 
 # Width of the body region (mm) that a whole-view photo frames, per view.
 _WHOLE_FRAME_MM = {"back": (560.0, 760.0), "chest": (560.0, 760.0), "limb": (320.0, 620.0), "scalp": (250.0, 330.0), "face": (70.0, 100.0)}
+# A clinic photo of an arm or of the legs fills most of the frame with the limb(s).
+_WHOLE_LIMB_MM = {"arm": (190.0, 290.0), "leg": (400.0, 560.0)}
 # Width framed by a close-up.
 _CLOSE_FRAME_MM = {"back": (70.0, 260.0), "chest": (70.0, 260.0), "limb": (60.0, 220.0), "scalp": (60.0, 170.0), "face": (40.0, 70.0)}
 
@@ -47,6 +49,9 @@ class Framing:
         A close-up (skin fills the frame) rather than a whole-region shot.
     world_shape : (H, W)
         Canvas size in pixels.
+    part : str
+        Which body part a *limb* view shows, ``"arm"`` or ``"leg"`` (the framing
+        depends on it); ``""`` for the other views.
     """
 
     view: str
@@ -54,14 +59,18 @@ class Framing:
     focus_mm: tuple[float, float]
     close_up: bool
     world_shape: tuple[int, int]
+    part: str = ""
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "view": self.view,
             "mm_per_px": round(self.mm_per_px, 6),
             "close_up": self.close_up,
             "focus_mm": [round(v, 3) for v in self.focus_mm],
         }
+        if self.part:
+            out["part"] = self.part
+        return out
 
 
 @dataclass(frozen=True)
@@ -400,7 +409,12 @@ def choose_framing(rng: np.random.Generator, view: str, photo_shape: tuple[int, 
     Framing
     """
     ph, pw = photo_shape
+    part = ""
     lo, hi = (_CLOSE_FRAME_MM if close_up else _WHOLE_FRAME_MM)[view]
+    if view == "limb":
+        part = "leg" if rng.random() < 0.5 else "arm"
+        if not close_up:
+            lo, hi = _WHOLE_LIMB_MM[part]
     frame_mm = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
     mm_per_px = frame_mm / max(pw, ph)
     if close_up:
@@ -415,12 +429,13 @@ def choose_framing(rng: np.random.Generator, view: str, photo_shape: tuple[int, 
         focus = {
             "back": (rng.uniform(-30, 30), rng.uniform(-40, 50)),
             "chest": (rng.uniform(-30, 30), rng.uniform(-40, 40)),
-            "limb": (rng.uniform(-60, 60), rng.uniform(-15, 15)),
+            # The limb's direction is drawn later: stay near its axis so it fills the frame.
+            "limb": (rng.uniform(-25, 25), rng.uniform(-15, 15)),
             "scalp": (rng.uniform(-10, 10), rng.uniform(-10, 15)),
             "face": _face_focus(rng),
         }[view]
     world_shape = (int(round(ph * margin)), int(round(pw * margin)))
-    return Framing(view, mm_per_px, (float(focus[0]), float(focus[1])), close_up, world_shape)
+    return Framing(view, mm_per_px, (float(focus[0]), float(focus[1])), close_up, world_shape, part)
 
 
 # --------------------------------------------------------------------------- bodies
@@ -645,14 +660,17 @@ def _occlude_clothing(rng: np.random.Generator, c: _Canvas, cov: np.ndarray, *, 
 
 def _limb(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int) -> Body:
     shape = c.shape
-    is_leg = rng.random() < 0.5
+    is_leg = c.f.part == "leg" if c.f.part else bool(rng.random() < 0.5)
     w0 = rng.uniform(55, 72) if is_leg else rng.uniform(38, 50)
-    w1 = w0 * rng.uniform(0.62, 0.8)
+    # Legs taper towards the ankle (out of frame); forearms to a wrist well under the upper arm's width.
+    w1 = w0 * (rng.uniform(0.62, 0.8) if is_leg else rng.uniform(0.56, 0.64))
     ang = rng.uniform(-0.6, 0.6) + (math.pi / 2 if rng.random() < 0.3 else 0.0)
     ca, sa = math.cos(ang), math.sin(ang)
     front = bool(rng.random() < 0.5)  # the extensor side (kneecap, back of the elbow) or the flexor side
-    # Upper and lower segments meet at a slightly bent joint (knee/elbow) near the middle.
-    jt = rng.uniform(-150, 150)
+    # Upper and lower segments meet at a slightly bent joint (knee/elbow) near the middle;
+    # a whole-arm shot is centred on the forearm, so the wrist and hand are often in it.
+    jt = rng.uniform(-150, 150) if (is_leg or c.f.close_up) else rng.uniform(-170, -20)
+    forearm = 750.0 if is_leg else rng.uniform(235.0, 275.0) * w0 / 44.0
     wj = 0.5 * (w0 + w1) * rng.uniform(0.85, 1.0)
     # Clinic leg photos usually show both legs: a whole-leg view gets the other one beside it.
     offsets = [0.0]
@@ -669,7 +687,10 @@ def _limb(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
         bend = rng.uniform(-0.35, 0.35) if not off else rng.uniform(-0.12, 0.12)
         cb, sb = math.cos(ang + bend), math.sin(ang + bend)
         upper = c.fill(_tube_poly((jx - 750 * ca, jy - 750 * sa), (jx + 0.6 * wj * ca, jy + 0.6 * wj * sa), w0, wj, rng, n=10))
-        lower = c.fill(_tube_poly((jx - 0.6 * wj * cb, jy - 0.6 * wj * sb), (jx + 750 * cb, jy + 750 * sb), wj, w1, rng, n=10))
+        lower = c.fill(_tube_poly((jx - 0.6 * wj * cb, jy - 0.6 * wj * sb), (jx + forearm * cb, jy + forearm * sb), wj, w1, rng, n=10))
+        if not is_leg:
+            for part in _hand_poly((jx + forearm * cb, jy + forearm * sb), ang + bend, w1, rng):
+                lower = np.maximum(lower, c.fill(part))
         # One outline for the whole limb (no notch at the joint), rounded as one piece.
         seg = blur(np.maximum(upper, lower), c.mm(0.5 * wj))
         seg = smoothstep((seg - np.float32(0.5)) * np.float32(4.0) + np.float32(0.5))
@@ -701,6 +722,8 @@ def _limb(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
             c.ridge((jx - sa * wj * 0.5, jy + ca * wj * 0.5), (jx + sa * wj * 0.5, jy - ca * wj * 0.5), 14.0, out=rel, amp=-1.5)  # elbow crease
             c.bump(jx + up[0] * wj * 1.8, jy + up[1] * wj * 1.8, wj * 0.6, wj * 1.7, ang + math.pi / 2, out=rel, amp=8.0)  # biceps
             c.bump(jx + dn[0] * wj * 1.4, jy + dn[1] * wj * 1.4, wj * 0.75, wj * 1.5, ang + bend + math.pi / 2, out=rel, amp=7.0)  # forearm flexors
+        if not is_leg:
+            _hand_relief(c, (jx + forearm * cb, jy + forearm * sb), ang + bend, w1, rel)
     redness *= np.float32(rng.uniform(0.2, 1.0))
     height = height + rel * (cov >= 0.5) / np.float32(c.f.mm_per_px)
     # Arms and shins see the sun; thighs are usually covered.
@@ -720,6 +743,63 @@ def _limb(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
     fy = np.full(shape, sa, dtype=np.float32) + np.float32(0.25) * noise(rng, shape, c.mm(60))
     flow = _flow_from_angle_field(fx, fy)
     return Body(cov, clothing, height.astype(np.float32), tint, hair_base, flow, redness.astype(np.float32), cov >= 0.5, "body", male)
+
+
+def _hand_poly(wrist: tuple[float, float], ang: float, ww: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A relaxed hand lying flat beyond the wrist, fingers together, thumb alongside (mm).
+
+    ``ww`` is the wrist's half-width; the hand widens to about 1.45 ``ww`` at the
+    knuckles, the fingers end in a rounded arc (middle finger longest) and the thumb
+    lies against the radial side. Returns the outlines of the hand and of the thumb.
+    """
+    s = ww / 28.0
+    side = 1.0 if rng.random() < 0.5 else -1.0  # which side the thumb is on
+    j = rng.normal(0.0, 0.025, 12)
+    # (u along the forearm from the wrist, v across, in units of the wrist half-width)
+    outline = [
+        (0.0, 1.0), (25.0, 1.18 + j[0]), (60.0, 1.38 + j[1]), (95.0, 1.45 + j[2]), (130.0, 1.38 + j[3]),
+        (160.0, 1.12 + j[4]), (176.0, 0.62 + j[5]), (183.0, 0.05 + j[6]), (178.0, -0.52 + j[7]),
+        (158.0, -1.0 + j[8]), (130.0, -1.3 + j[9]), (95.0, -1.42 + j[10]), (60.0, -1.36 + j[11]), (25.0, -1.16), (0.0, -1.0), (-20.0, -1.0), (-20.0, 1.0),
+    ]
+    ca, sa = math.cos(ang), math.sin(ang)
+    pts = []
+    for u, v in outline:
+        u, v = u * s, v * ww * side
+        pts.append((wrist[0] + ca * u - sa * v, wrist[1] + sa * u + ca * v))
+    hand = chaikin(np.array(pts), 3)
+    # The thumb: a short tapering digit from the base of the palm, lying close to the index.
+    t_ang = ang + side * rng.uniform(0.25, 0.5)
+    tu, tv = 22.0 * s, 1.05 * ww * side
+    t0 = (wrist[0] + ca * tu - sa * tv, wrist[1] + sa * tu + ca * tv)
+    length = rng.uniform(85.0, 100.0) * s
+    t1 = (t0[0] + math.cos(t_ang) * length, t0[1] + math.sin(t_ang) * length)
+    thumb = []
+    for a in range(9):  # a rounded tip
+        phi = -math.pi / 2 + math.pi * a / 8
+        r = 9.5 * s
+        thumb.append((t1[0] + r * math.cos(t_ang + phi), t1[1] + r * math.sin(t_ang + phi)))
+    nx, ny = -math.sin(t_ang), math.cos(t_ang)
+    w0 = 15.0 * s
+    thumb = [(t0[0] - nx * w0, t0[1] - ny * w0)] + thumb + [(t0[0] + nx * w0, t0[1] + ny * w0)]
+    thumb_poly = chaikin(np.array(thumb), 2)
+    return hand, thumb_poly
+
+
+def _hand_relief(c: _Canvas, wrist: tuple[float, float], ang: float, ww: float, rel: np.ndarray) -> None:
+    """Knuckles, the grooves between the fingers and the tendons' ridge on the back of the hand (mm, into ``rel``)."""
+    s = ww / 28.0
+    ca, sa = math.cos(ang), math.sin(ang)
+
+    def at(u: float, v: float) -> tuple[float, float]:
+        u, v = u * s, v * ww
+        return (wrist[0] + ca * u - sa * v, wrist[1] + sa * u + ca * v)
+
+    c.bump(*at(-60.0, 0.0), 40 * s, 30 * s, ang, out=rel, amp=-3.0)  # the forearm flattens towards the wrist
+    for v in (-0.72, 0.0, 0.72):
+        c.ridge(at(112.0, v), at(176.0, v * 0.8), 5.0 * s, out=rel, amp=-3.0)  # between the fingers
+    for v in (-1.05, -0.36, 0.36, 1.05):
+        c.bump(*at(98.0, v), 10 * s, 9 * s, out=rel, amp=2.5)  # knuckles
+        c.ridge(at(25.0, v * 0.5), at(90.0, v), 5.0 * s, out=rel, amp=1.0)  # extensor tendons
 
 
 def _sleeve(rng: np.random.Generator, c: _Canvas, cov: np.ndarray, ang: float, w0: float) -> tuple[np.ndarray, np.ndarray]:

@@ -311,7 +311,10 @@ class Lighting:
     contrast : float
         Tone-curve S shape, 0..1.
     shadows : tuple
-        Cast shadows: ``(angle, offset, softness, strength, curvature)`` in photo units.
+        Cast shadows: ``(angle, offset, softness, strength, curvature, wave, end, spread)``
+        in photo units: the edge bends (``curvature``) and turns (``wave``, a cubic
+        term), the occluder ends at ``end`` along the edge (beyond 1: across the whole
+        frame) and the penumbra widens along the edge by ``spread``.
     fill : float
         Level of a second, softer Lambertian light (a clinic's fill light or a bright wall).
     fill_direction : (3,) tuple
@@ -332,7 +335,7 @@ class Lighting:
     white_balance: tuple[float, float, float]
     exposure: float
     contrast: float
-    shadows: tuple[tuple[float, float, float, float, float], ...]
+    shadows: tuple[tuple[float, ...], ...]
     fill: float = 0.0
     fill_direction: tuple[float, float, float] = (0.0, 0.0, 1.0)
     subsurface: float = 0.0
@@ -361,6 +364,20 @@ def _colour_temperature_rgb(kelvin: float) -> tuple[float, float, float]:
     return (max(r, 0.3), 1.0, max(b, 0.3))
 
 
+def _shadow(rng: np.random.Generator, max_strength: float) -> tuple[float, ...]:
+    """One cast shadow (see :attr:`Lighting.shadows`): a lamp arm, a hand or the photographer."""
+    return (
+        rng.uniform(0, 2 * math.pi),
+        rng.uniform(-0.9, 0.9),
+        rng.uniform(0.04, 0.3),
+        rng.uniform(0.2, max_strength),
+        rng.uniform(-1.2, 1.2),
+        rng.uniform(-0.6, 0.6),
+        rng.uniform(-0.4, 1.6),
+        rng.uniform(0.0, 1.5),
+    )
+
+
 def sample_lighting(rng: np.random.Generator, base: Lighting | None = None, change: float = 1.0) -> Lighting:
     """Random lighting; with ``base``, a repeat photo's lighting that differs by ``change``."""
     if base is None:
@@ -372,10 +389,7 @@ def sample_lighting(rng: np.random.Generator, base: Lighting | None = None, chan
         wb_ref = _colour_temperature_rgb(wb_kelvin)
         wb = (1.0 / wb_ref[0], 1.0, 1.0 / wb_ref[2])
         n_sh = int(rng.random() < 0.3) + int(rng.random() < 0.1)
-        shadows = tuple(
-            (rng.uniform(0, 2 * math.pi), rng.uniform(-0.9, 0.9), rng.uniform(0.02, 0.25), rng.uniform(0.2, 0.55), rng.uniform(-0.8, 0.8))
-            for _ in range(n_sh)
-        )
+        shadows = tuple(_shadow(rng, 0.55) for _ in range(n_sh))
         # Key light plus a weaker fill from the other side (clinic lamps, flash and a wall).
         faz = az + math.pi + rng.uniform(-0.7, 0.7)
         shininess = int(rng.choice([8, 16, 32, 64]))
@@ -407,10 +421,7 @@ def sample_lighting(rng: np.random.Generator, base: Lighting | None = None, chan
     wbr = _colour_temperature_rgb(6500 + rng.normal(0, 600 * c))
     wb = (base.white_balance[0] / wbr[0], base.white_balance[1], base.white_balance[2] / wbr[2])
     n_sh = int(rng.random() < 0.3) + int(rng.random() < 0.1)
-    new_shadows = tuple(
-        (rng.uniform(0, 2 * math.pi), rng.uniform(-0.9, 0.9), rng.uniform(0.02, 0.25), rng.uniform(0.2, 0.5), rng.uniform(-0.8, 0.8))
-        for _ in range(n_sh)
-    )
+    new_shadows = tuple(_shadow(rng, 0.5) for _ in range(n_sh))
     shadows = new_shadows if rng.random() < min(1.0, 0.6 * c) else base.shadows
     ramp_n = rng.normal(0, 1.0, 3)
     fx, fy, fz = base.fill_direction
@@ -489,12 +500,15 @@ def shade(
     a, b, v = lighting.ramp
     ramp = 1.0 + np.float32(a) * xs + np.float32(b) * ys - np.float32(v) * (xs * xs + ys * ys) * np.float32(0.5)
     light *= np.maximum(ramp, 0.2)[..., None]
-    for ang, off, soft, strength, curv in lighting.shadows:
+    for ang, off, soft, strength, curv, wave, end, spread in lighting.shadows:
         ca, sa = np.float32(math.cos(ang)), np.float32(math.sin(ang))
         along = xs * ca + ys * sa
         across = -xs * sa + ys * ca
-        edge = along - np.float32(off) + np.float32(curv) * across * across * np.float32(0.5)
-        light *= (1.0 - np.float32(strength) * smoothstep(edge * np.float32(1.0 / soft) + np.float32(0.5)))[..., None]
+        edge = along - np.float32(off) + across * across * (np.float32(curv * 0.5) + np.float32(wave) * across)
+        # The penumbra widens away from the occluder; the occluder ends somewhere along the edge.
+        penumbra = np.float32(soft) * (np.float32(1.0) + np.float32(spread * 0.5) * (across + np.float32(1.0)))
+        cast = smoothstep(edge / penumbra + np.float32(0.5)) * smoothstep((np.float32(end) - across) * np.float32(1.0 / (2.0 * soft + 0.1)) + np.float32(0.5))
+        light *= (1.0 - np.float32(strength) * cast)[..., None]
     # Blinn-Phong with the viewer along z.
     hx, hy, hz = wx, wy, lz + 1.0
     hn = math.sqrt(hx * hx + hy * hy + hz * hz)

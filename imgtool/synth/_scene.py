@@ -100,6 +100,9 @@ class Body:
         ``"scalp"``, ``"face"`` or ``"body"``: which hair this view grows.
     male : bool
         Sets beard and body-hair patterns.
+    oil_gain : float
+        Multiplies the skin's sheen: a bald scalp is oilier (and smoother) than the
+        trunk and shines in a broad highlight where the light is.
     """
 
     coverage: np.ndarray
@@ -112,6 +115,7 @@ class Body:
     lesion_ok: np.ndarray
     hair_kind: str
     male: bool
+    oil_gain: float = 1.0
 
 
 class _Canvas:
@@ -426,9 +430,12 @@ def choose_framing(rng: np.random.Generator, view: str, photo_shape: tuple[int, 
             "face": _face_focus(rng),
         }[view]
     else:
+        # Whole trunks are cut at the neck (clinic photos leave the face out), on small
+        # people through the chin and jaw (chest) or the occiput (back).
+        top = rng.uniform(-435.0, -375.0) + 0.5 * frame_mm
         focus = {
-            "back": (rng.uniform(-30, 30), rng.uniform(-40, 50)),
-            "chest": (rng.uniform(-30, 30), rng.uniform(-40, 40)),
+            "back": (rng.uniform(-30, 30), top),
+            "chest": (rng.uniform(-30, 30), top),
             # The limb's direction is drawn later: stay near its axis so it fills the frame.
             "limb": (rng.uniform(-25, 25), rng.uniform(-15, 15)),
             "scalp": (rng.uniform(-10, 10), rng.uniform(-10, 15)),
@@ -472,11 +479,14 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
     ww = rng.uniform(0.85, 1.2)  # waist width (adiposity)
     fat = float(np.clip((ww - 0.85) / 0.35 + rng.normal(0.0, 0.15), 0.0, 1.0))
     lean = 1.0 - fat
-    half = [
-        (54, -760),
-        (57, -420),
-        (63, -345),
-        (86, -314),
+    # Above the neck the frame's top edge cuts the head: the jaw and chin from the
+    # front, the (hairless or shaved) occiput from behind.
+    head = [(66, -760), (65, -540), (61, -478), (55, -448)] if view == "chest" else [(78, -760), (80, -620), (74, -530), (60, -470)]
+    half = head + [
+        (58, -420),
+        (64, -370),
+        (76, -340),
+        (98, -318),
         (118 * wa, -295),
         (160 * wa, -281),
         (194 * wa, -267),
@@ -595,6 +605,10 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
         # A V of sun on the upper chest and the neck.
         vee = smoothstep((np.float32(-215 * k) - np.float32(0.9) * np.abs(c.xx) - c.yy) * np.float32(1.0 / (25 * k)))
         sun = np.maximum(sun, vee)
+    # The head above the neck stands out from it and shades it.
+    head_top, head_shadow = _head_above_neck(c, view, k)
+    rel += head_top
+    tint *= head_shadow[..., None]
     # The trunk's relief fades out over the arms (softly: a cut would draw the arm's
     # outline) except at the shoulder, where the deltoid and trapezius run onto the arm.
     over_arm = smoothstep(blur(arm_cov, c.mm(20.0)) * np.float32(2.0)) * root
@@ -606,7 +620,7 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
     # Clothing occluders in front of the body are handled by the background; here the
     # waistband and bra strap just remove skin.
     cov_all = cov
-    cov, clothing = _occlude_clothing(rng, c, cov, waist_y=rng.uniform(250, 360) * k, strap=(view == "back" and not male and rng.random() < 0.5), k=k)
+    cov, clothing = _occlude_clothing(rng, c, cov, waist_y=rng.uniform(250, 360) * k, strap=(view == "back" and not male and rng.random() < 0.5), k=k, arms=arm_cov)
     ao = _occlusion(height, cov_all, (c.mm(12.0), c.mm(45.0)), 0.55)
     # Skin just above clothing lies in its shadow.
     ao *= 1.0 - np.float32(0.3) * blur(clothing, c.mm(6.0))
@@ -633,8 +647,35 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
     return Body(cov, clothing, height.astype(np.float32), tint, hair_base, flow, redness.astype(np.float32), lesion_ok, "body", male)
 
 
-def _occlude_clothing(rng: np.random.Generator, c: _Canvas, cov: np.ndarray, *, waist_y: float, strap: bool, k: float) -> tuple[np.ndarray, np.ndarray]:
-    """Remove skin under a waistband (trousers) and, optionally, a bra strap.
+def _head_above_neck(c: _Canvas, view: str, k: float) -> tuple[np.ndarray, np.ndarray]:
+    """Relief (mm) of the head where a trunk photo's top edge cuts it, and its shadow on the neck.
+
+    From the front the chin and jaw jut out over the neck (the jaw line is highest at
+    its angles) and shade the throat; from behind the occiput bulges over a nape crease.
+    Returns the relief and a multiplicative shadow (1 where there is none).
+    """
+    x = c.xx * np.float32(1.0 / k)
+    y = c.yy * np.float32(1.0 / k)
+    if view == "chest":
+        # Lower border of the mandible: the chin lowest at the midline, the angles higher.
+        edge_y = np.float32(-440.0) - np.float32(36.0 / 3600.0) * np.minimum(x * x, np.float32(4900.0))
+        above = smoothstep((edge_y - y) * np.float32(1.0 / 9.0) + np.float32(0.5))
+        rel = above * np.float32(26.0)
+        c.bump(0, -470 * k, 32 * k, 30 * k, out=rel, amp=6.0)  # the chin's point
+        below = y - edge_y
+        shadow = 1.0 - np.float32(0.5) * smoothstep(below * np.float32(1.0 / 6.0) + np.float32(0.5)) * smoothstep((np.float32(38.0) - below) * np.float32(1.0 / 22.0))
+    else:
+        edge_y = np.float32(-462.0) + np.float32(14.0 / 3600.0) * np.minimum(x * x, np.float32(4900.0))
+        above = smoothstep((edge_y - y) * np.float32(1.0 / 30.0) + np.float32(0.5))
+        rel = above * np.float32(30.0)
+        c.ridge((-40 * k, -458 * k), (40 * k, -458 * k), 8.0 * k, out=rel, amp=-2.0)  # nape crease
+        below = y - edge_y
+        shadow = 1.0 - np.float32(0.3) * smoothstep(below * np.float32(1.0 / 8.0) + np.float32(0.5)) * smoothstep((np.float32(25.0) - below) * np.float32(1.0 / 18.0))
+    return rel.astype(np.float32), shadow.astype(np.float32)
+
+
+def _occlude_clothing(rng: np.random.Generator, c: _Canvas, cov: np.ndarray, *, waist_y: float, strap: bool, k: float, arms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Remove skin under a waistband (trousers) and, optionally, a bra strap (on the trunk, not over the arms ``arms``).
 
     Their edges are crisp (fabric) but not ruler-straight: the waistband waves where
     the fabric gathers and the strap follows the back's curvature.
@@ -654,7 +695,7 @@ def _occlude_clothing(rng: np.random.Generator, c: _Canvas, cov: np.ndarray, *, 
         bow = np.float32(rng.uniform(0.0, 20.0)) * (c.xx * np.float32(1.0 / (200 * k))) ** 2
         off = np.abs(c.yy - np.float32(sy) - np.float32(tilt) * c.xx - bow - np.float32(1.5) * noise(rng, c.shape, c.mm(50.0)))
         band = smoothstep((np.float32(half) - off) / np.float32(c.f.mm_per_px * 1.5) + 0.5)
-        clothing = np.maximum(clothing, band * cov)
+        clothing = np.maximum(clothing, band * cov * (np.float32(1.0) - arms))
     return cov * (1.0 - clothing), clothing
 
 
@@ -906,7 +947,8 @@ def _scalp(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
     outline = [(-sw, 600.0), (-sw, top + 60), (-sw * 0.85, top + 15), (-sw * 0.5, top), (-60.0, top + 5), (-52.0, collar_y - 16), (-30.0, collar_y - 5.4), (0.0, collar_y), (30.0, collar_y - 5.4), (52.0, collar_y - 16), (60.0, top + 5), (sw * 0.5, top), (sw * 0.85, top + 15), (sw, top + 60), (sw, 600.0)]
     shoulders = c.fill(chaikin(_rotated(outline, rot), 3))
     clothing = shoulders * (1.0 - cov)
-    return Body(cov, clothing, height.astype(np.float32), tint, hair_base.astype(np.float32), flow, redness, head >= 0.5, "scalp", male)
+    oil_gain = float(rng.uniform(1.8, 3.0))
+    return Body(cov, clothing, height.astype(np.float32), tint, hair_base.astype(np.float32), flow, redness, head >= 0.5, "scalp", male, oil_gain)
 
 
 def _face(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int) -> Body:

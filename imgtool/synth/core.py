@@ -392,6 +392,7 @@ def _visit(scene: _Scene, disease: _Disease, opts: SynthOptions, before_kept: np
     geo[..., 0] = -gx * inv
     geo[..., 1] = -gy * inv
     oil = scene.skin.oil * cov
+    oil *= np.float32(scene.body.oil_gain)
     if les.box is not None:
         oil *= 1.0 - les.dryness
     if has_hair:

@@ -157,3 +157,125 @@ def test_whole_leg_views_often_show_both_legs():
         n, _ = cv2.connectedComponents((body.coverage >= 0.5).astype(np.uint8))
         assert n - 1 <= 2  # never more than two limbs
     assert two >= 4
+
+
+def _photo_window(a: np.ndarray) -> np.ndarray:
+    """The middle of a canvas that the photo (canvas / 1.18) sees."""
+    h, w = a.shape[:2]
+    mh, mw = int(round(h * 0.085)), int(round(w * 0.085))
+    return a[mh : h - mh, mw : w - mw]
+
+
+def test_whole_arm_and_leg_shots_fill_the_frame():
+    fills = {"arm": [], "leg": []}
+    for seed in range(16):
+        rng = np.random.default_rng(300 + seed)
+        fr = choose_framing(rng, "limb", (128, 128), False, 1.18)
+        assert fr.part in ("arm", "leg") and fr.to_dict()["part"] == fr.part
+        body = build_body(rng, fr, 3)
+        fills[fr.part].append(float(np.mean(_photo_window(body.coverage + body.clothing) >= 0.5)))
+    assert len(fills["arm"]) >= 4 and len(fills["leg"]) >= 4
+    # A tube across an empty background covered about a sixth of the frame; now the limb(s) fill a good part of it.
+    assert np.median(fills["arm"]) > 0.3 and min(fills["arm"]) > 0.2
+    assert np.median(fills["leg"]) > 0.25
+
+
+def test_forearm_tapers_to_the_wrist_and_widens_into_the_hand():
+    from imgtool.synth._scene import Framing
+
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        fr = Framing("limb", 2.0, (0.0, 0.0), False, (600, 600), "arm")
+        body = build_body(rng, fr, 2)
+        cov = body.coverage >= 0.5
+        n, lab, stats, _ = cv2.connectedComponentsWithStats(cov.astype(np.uint8))
+        assert n == 2  # one arm, its hand attached
+        # Width of the limb across its own axis (principal axis of the mask), along the axis.
+        ys, xs = np.nonzero(cov)
+        pts = np.stack([xs, ys], axis=1).astype(np.float64)
+        pts -= pts.mean(axis=0)
+        ax = np.linalg.svd(pts, full_matrices=False)[2][0]
+        t = pts @ ax
+        s = pts @ np.array([-ax[1], ax[0]])
+        bins = np.arange(t.min(), t.max() + 10, 10)
+        widths = np.array([np.ptp(s[(t >= b) & (t < b + 10)]) if np.any((t >= b) & (t < b + 10)) else 0 for b in bins[:-1]])
+        if t.max() < -t.min():  # orient from the shoulder (root) to the hand
+            widths = widths[::-1]
+        widths = widths[widths > 0]
+        wrist = int(np.argmin(widths[len(widths) // 3 : -3])) + len(widths) // 3
+        # The wrist is narrower than the arm near the elbow and than the hand beyond it.
+        assert widths[wrist] < 0.8 * np.max(widths[: len(widths) // 2])
+        assert np.max(widths[wrist:]) > 1.25 * widths[wrist]
+
+
+def test_chin_shades_the_neck_and_the_frame_cuts_at_the_neck():
+    rng = np.random.default_rng(5)
+    fr = choose_framing(rng, "chest", (256, 256), False, 1.18)
+    photo_top_mm = fr.focus_mm[1] - 0.5 * fr.mm_per_px * fr.world_shape[0] / 1.18
+    assert -440.0 <= photo_top_mm <= -370.0  # just above the shoulders' line (-300 .. -350 mm)
+    from imgtool.synth._scene import Framing
+
+    fr = Framing("chest", 1.5, (0.0, -400.0), False, (300, 300))
+    body = build_body(np.random.default_rng(1), fr, 2)
+    c = _Canvas(fr)
+    # Under the chin (at -440 mm times the body size 0.85..1.12) the neck is in the
+    # jaw's shadow, darker than the lower neck; the face above the jaw stands out.
+    col = int(round(c.px(np.array([[0.0, 0.0]]))[0, 0]))
+    rows = [r for r in range(fr.world_shape[0]) if -510.0 <= float(c.y[r]) <= -370.0]
+    (_, low), = np.round(c.px(np.array([[0.0, -345.0]]))).astype(int)
+    tint = body.tint[rows, col, 1]
+    shadow = rows[int(np.argmin(tint))]
+    assert tint.min() < 0.7 * body.tint[low, col, 1]
+    above = shadow - int(round(30.0 / fr.mm_per_px))
+    assert body.height[above, col] > body.height[shadow, col] + 8.0 / fr.mm_per_px
+
+
+def test_bald_scalp_shines_where_the_light_is():
+    rng = np.random.default_rng(2)
+    fr = choose_framing(rng, "scalp", (200, 200), False, 1.18)
+    body = build_body(rng, fr, 2)
+    assert 1.8 <= body.oil_gain <= 3.0
+    trunk = build_body(np.random.default_rng(2), choose_framing(np.random.default_rng(2), "back", (64, 64), False, 1.18), 2)
+    assert trunk.oil_gain == 1.0
+    h = body.height
+    gx = np.zeros_like(h)
+    gy = np.zeros_like(h)
+    gx[:, 1:-1] = 0.5 * (h[:, 2:] - h[:, :-2])
+    gy[1:-1, :] = 0.5 * (h[2:, :] - h[:-2, :])
+    inv = 1.0 / np.sqrt(gx * gx + gy * gy + 1.0)
+    normals = np.stack([-gx * inv, -gy * inv], axis=-1).astype(np.float32)
+    light = (0.45, -0.3, math.sqrt(1 - 0.45**2 - 0.3**2))
+    oil = (np.float32(0.4 * body.oil_gain) * (body.coverage >= 0.5)).astype(np.float32)
+    albedo = np.full(h.shape + (3,), 0.5, dtype=np.float32)
+    lit = shade(albedo, normals, oil, _lighting(direction=light, specular=0.3, shininess=16), 0.0)
+    matte = shade(albedo, normals, oil, _lighting(direction=light, specular=0.0, shininess=16), 0.0)
+    spec = (lit - matte)[..., 1] * (body.coverage >= 0.99)
+    assert spec.max() > 0.15  # a visible highlight
+    y, x = np.unravel_index(int(np.argmax(spec)), spec.shape)
+    hv = np.array([light[0], light[1], light[2] + 1.0])
+    hv /= np.linalg.norm(hv)
+    n = np.array([normals[y, x, 0], normals[y, x, 1], math.sqrt(max(1 - normals[y, x, 0] ** 2 - normals[y, x, 1] ** 2, 0.0))])
+    assert float(n @ hv) > 0.97  # where the normal faces the half vector
+    # and it is broad: a patch of the dome, not a single pixel
+    assert np.count_nonzero(spec > 0.5 * spec.max()) > 100
+
+
+def test_cast_shadow_bends_ends_and_softens_along_its_edge():
+    n = 101
+    normals = np.zeros((n, n, 2), dtype=np.float32)
+    oil = np.zeros((n, n), dtype=np.float32)
+    albedo = np.full((n, n, 3), 0.5, dtype=np.float32)
+    flat = shade(albedo, normals, oil, _lighting(), 0.0)[..., 1]
+    # angle 0: the shadow lies at x > offset (right); the occluder ends at across (y) = 0.2.
+    sh = (0.0, 0.0, 0.05, 0.5, 0.0, 0.6, 0.2, 1.0)
+    lit = shade(albedo, normals, oil, _lighting(shadows=(sh,)), 0.0)[..., 1] / flat
+    assert lit[10, 95] < 0.6 and lit[10, 5] > 0.99  # shadowed beyond the edge near the occluder
+    assert lit[95, 95] > 0.99  # past the occluder's end: no shadow
+    # The edge turns (cubic term): where it crosses a row moves between rows.
+    def edge_col(row: int) -> int:
+        return int(np.argmax(lit[row] < 0.75))
+    assert abs(edge_col(5) - edge_col(45)) >= 5
+    # The penumbra widens along the edge.
+    def penumbra(row: int) -> int:
+        return int(np.count_nonzero((lit[row] < 0.95) & (lit[row] > 0.55)))
+    assert penumbra(45) > penumbra(5)

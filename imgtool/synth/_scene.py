@@ -26,9 +26,9 @@ VIEWS: tuple[str, ...] = ("back", "chest", "limb", "scalp", "face")
 BACKGROUNDS: tuple[str, ...] = ("wall", "sheet", "clothing", "drape", "skin_like", "reddish")
 
 # Width of the body region (mm) that a whole-view photo frames, per view.
-_WHOLE_FRAME_MM = {"back": (560.0, 760.0), "chest": (560.0, 760.0), "limb": (320.0, 620.0), "scalp": (250.0, 330.0), "face": (70.0, 100.0)}
+_WHOLE_FRAME_MM = {"back": (560.0, 760.0), "chest": (560.0, 760.0), "limb": (320.0, 620.0), "scalp": (250.0, 330.0), "face": (105.0, 135.0)}
 # A clinic photo of an arm or of the legs fills most of the frame with the limb(s).
-_WHOLE_LIMB_MM = {"arm": (190.0, 290.0), "leg": (400.0, 560.0)}
+_WHOLE_LIMB_MM = {"arm": (160.0, 250.0), "leg": (400.0, 560.0)}
 # Width framed by a close-up.
 _CLOSE_FRAME_MM = {"back": (70.0, 260.0), "chest": (70.0, 260.0), "limb": (60.0, 220.0), "scalp": (60.0, 170.0), "face": (40.0, 70.0)}
 
@@ -439,7 +439,10 @@ def choose_framing(rng: np.random.Generator, view: str, photo_shape: tuple[int, 
             # The limb's direction is drawn later: stay near its axis so it fills the frame.
             "limb": (rng.uniform(-25, 25), rng.uniform(-15, 15)),
             "scalp": (rng.uniform(-10, 10), rng.uniform(-10, 15)),
-            "face": _face_focus(rng),
+            # The upper face: forehead, both brows and the closed lids, the nose's bridge
+            # at the bottom edge (cheek and jaw shots cut the face's outline
+            # unconvincingly at this scale; they stay close-ups).
+            "face": (rng.uniform(-8, 8), rng.uniform(-72, -60)),
         }[view]
     world_shape = (int(round(ph * margin)), int(round(pw * margin)))
     return Framing(view, mm_per_px, (float(focus[0]), float(focus[1])), close_up, world_shape, part)
@@ -987,6 +990,10 @@ def _face(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
             lashes = np.maximum(lashes, c.ridge((x0, y0), (x1, y1), 1.6))
         eye_ok &= c.bump(s * 34, eye_y, 26, 12) < 0.05
     rel -= 3.0 * c.bump(0, eye_y - 4, 10, 14)  # bridge between the eyes
+    c.ridge((0, eye_y - 4), (0, eye_y + 60), 12.0, out=rel, amp=8.0)  # the nose's dorsum below it
+    for s in (1.0, -1.0):
+        c.bump(s * 12, eye_y + 6, 8, 10, out=rel, amp=-3.0)  # the inner corners of the eyes, beside the bridge
+    c.bump(0, brow_y - 4, 30, 12, out=rel, amp=2.0)  # glabella
     height = height + rel / np.float32(c.f.mm_per_px)
     redness = (0.5 * (c.bump(48, 25, 28, 22) + c.bump(-48, 25, 28, 22))).astype(np.float32) * np.float32(rng.uniform(0, 1))
     # Hair: eyebrows and lashes always; beard on most men; the scalp hairline at the top.

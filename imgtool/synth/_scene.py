@@ -913,9 +913,22 @@ def _scalp(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
     r2 = np.minimum(np.float32(0.5) * (u2 + v2) + np.float32(0.5) * np.sqrt(u2 * u2 + v2 * v2), 1.0)
     tilt = 1.0 + np.float32(rng.uniform(0.08, 0.2)) * np.clip(vn, -1.0, 1.0)
     dome = np.float32(c.mm(a)) * np.sqrt(1.0 - r2) * tilt * (head >= 0.02)
+    # A skull is no egg: parietal eminences, temporal hollows in front of the ears, a
+    # faint sagittal ridge, the occipital bulge and small irregularities (mm).
+    rel = np.zeros(shape, dtype=np.float32)
+    for side in (1.0, -1.0):
+        c.bump(*_rotated([(side * 0.55 * a, 0.12 * b)], rot)[0], 0.4 * a, 0.45 * b, rot, out=rel, amp=float(rng.uniform(2.0, 4.5)))  # parietal eminence
+        c.bump(*_rotated([(side * 0.9 * a, -0.38 * b)], rot)[0], 0.28 * a, 0.3 * b, rot, out=rel, amp=float(-rng.uniform(2.0, 4.0)))  # temporal hollow
+    c.ridge(tuple(_rotated([(0.0, -0.5 * b)], rot)[0]), tuple(_rotated([(0.0, 0.55 * b)], rot)[0]), 0.22 * a, out=rel, amp=float(rng.uniform(0.5, 2.0)))  # sagittal ridge
+    c.bump(*_rotated([(0.0, 0.85 * b)], rot)[0], 0.5 * a, 0.25 * b, rot, out=rel, amp=float(rng.uniform(1.5, 4.0)))  # occiput
+    rel += np.float32(1.2) * noise(rng, shape, c.mm(30.0))
+    dome = dome + rel * (head >= 0.5) * np.float32(1.0 / c.f.mm_per_px)
     neck_h = _cylinder_height(neck, c.mm(40.0)) * np.float32(0.6)
     height = _smooth_max(dome, neck_h, c.mm(15.0))
-    height = np.maximum(height, _cylinder_height(ears, c.mm(4.0)) + np.float32(c.mm(20.0)) * (ears >= 0.5))
+    # Ears: a rim (helix) round a hollow (concha), standing off the side of the head.
+    ear_h = _cylinder_height(ears, c.mm(4.0)) + np.float32(c.mm(20.0)) * (ears >= 0.5)
+    ear_in = smoothstep((blur(ears, c.mm(3.0)) - np.float32(0.85)) * np.float32(8.0))
+    height = np.maximum(height, ear_h - ear_in * np.float32(c.mm(3.0)))
     collar_y = b * (1.0 - flat) + rng.uniform(0, 18)
     # The neckline curves up at the sides of the neck (y = collar_y - 0.006 x^2 in head axes).
     ux = c.xx * np.float32(ca) + c.yy * np.float32(sa)
@@ -941,8 +954,12 @@ def _scalp(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
     fy = fy * (1.0 - fwd) - fwd * np.float32(1.0)
     fx = fx * (1.0 - fwd) + fwd * np.float32(rng.uniform(-0.4, 0.4)) + np.float32(0.15) * noise(rng, shape, c.mm(40))
     flow = _flow_from_angle_field(fx, fy)
-    tint = np.ones(shape + (3,), dtype=np.float32)
-    redness = np.zeros(shape, dtype=np.float32)
+    # Shade of the ears on the head and where the neck meets it; a sun-exposed vertex
+    # (tanned, most on a bald head) and pinker ears.
+    ao = _occlusion(height, cov, (c.mm(8.0), c.mm(30.0)), 0.5)
+    sun = (head * smoothstep((np.float32(0.85) - r2) * np.float32(2.0))).astype(np.float32)
+    tint = _skin_tint(None, ao, sun, fitz, rng.uniform(0.3, 0.9))
+    redness = (0.6 * ears).astype(np.float32)
     clothing = np.zeros(shape, dtype=np.float32)
     # Shoulders in a shirt around the head, seen from above, with the neckline behind the neck.
     sw = rng.uniform(200, 250)

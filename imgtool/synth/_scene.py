@@ -671,7 +671,7 @@ def _head_above_neck(c: _Canvas, view: str, k: float) -> tuple[np.ndarray, np.nd
         edge_y = np.float32(-462.0) + np.float32(14.0 / 3600.0) * np.minimum(x * x, np.float32(4900.0))
         above = smoothstep((edge_y - y) * np.float32(1.0 / 30.0) + np.float32(0.5))
         rel = above * np.float32(30.0)
-        c.ridge((-40 * k, -458 * k), (40 * k, -458 * k), 8.0 * k, out=rel, amp=-2.0)  # nape crease
+        c.ridge((-28 * k, -458 * k), (28 * k, -458 * k), 14.0 * k, out=rel, amp=-1.2)  # nape crease, soft and short
         below = y - edge_y
         shadow = 1.0 - np.float32(0.3) * smoothstep(below * np.float32(1.0 / 8.0) + np.float32(0.5)) * smoothstep((np.float32(25.0) - below) * np.float32(1.0 / 18.0))
     return rel.astype(np.float32), shadow.astype(np.float32)

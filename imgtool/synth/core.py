@@ -53,7 +53,8 @@ logger = logging.getLogger(__name__)
 #: Bumped whenever the same seed would draw different pixels.
 #: 2: OpenCV kept on its baseline code while drawing (same bytes on any x86 CPU).
 #: 3: hair drawn from follicular units along the flow, skull outline; anatomical trunk and limbs, key + fill light.
-GENERATOR_VERSION = 3
+#: 4: limb, trunk and face framing, hands, chin/occiput above the neck, skull relief, oily bald scalp, curved cast shadows.
+GENERATOR_VERSION = 4
 
 #: Canvas size relative to the photo: room for the cameras to move.
 _MARGIN = 1.18

@@ -28,7 +28,10 @@ _saved = True
 
 @contextlib.contextmanager
 def opencv_baseline() -> Iterator[None]:
-    """Run the body with OpenCV's run-time dispatched SIMD kernels switched off."""
+    """Run the body with OpenCV's run-time dispatched SIMD kernels switched off.
+
+    Also a decorator (``@opencv_baseline()``) for functions that draw.
+    """
     global _depth, _saved
     with _lock:
         if _depth == 0:

@@ -433,6 +433,7 @@ def _before_camera(rs: dict[str, np.random.Generator], world_shape: tuple[int, i
     return sample_camera(rs["cam_b"], world_shape, photo_shape, rotation=6.0, scale=(0.92, 1.1), shift=0.03, tilt=0.03)
 
 
+@opencv_baseline()  # same bytes on any x86-64 CPU (see _portable)
 def render_photo(
     seed: int,
     *,
@@ -465,11 +466,6 @@ def render_photo(
     """
     opts = options or SynthOptions()
     photo_shape = _check_size(size)
-    with opencv_baseline():
-        return _render_photo(seed, photo_shape, opts)
-
-
-def _render_photo(seed: int, photo_shape: tuple[int, int], opts: SynthOptions) -> tuple[np.ndarray, np.ndarray]:
     rs = _streams(seed)
     scene = _build_scene(seed, photo_shape, opts, rs)
     visit = _visit(scene, scene.disease, opts)
@@ -512,6 +508,7 @@ class PhantomPair:
     truth: dict[str, Any] = field(repr=False, compare=False)
 
 
+@opencv_baseline()
 def render_pair(
     seed: int,
     *,
@@ -544,13 +541,6 @@ def render_pair(
     """
     opts = options or SynthOptions()
     photo_shape = _check_size(size)
-    if not isinstance(change, DiseaseChange) and change not in ("none", "random"):
-        raise UsageError(f"change must be 'random', 'none' or a DiseaseChange, got {change!r}")
-    with opencv_baseline():
-        return _render_pair(seed, photo_shape, opts, change)
-
-
-def _render_pair(seed: int, photo_shape: tuple[int, int], opts: SynthOptions, change: Literal["random", "none"] | DiseaseChange) -> PhantomPair:
     rs = _streams(seed)
     scene = _build_scene(seed, photo_shape, opts, rs)
     world_shape = scene.framing.world_shape
@@ -562,8 +552,10 @@ def _render_pair(seed: int, photo_shape: tuple[int, int], opts: SynthOptions, ch
         dc = change
     elif change == "none":
         dc = DiseaseChange()
-    else:
+    elif change == "random":
         dc = sample_change(rs["change"], scene.hair_loss_before)
+    else:
+        raise UsageError(f"change must be 'random', 'none' or a DiseaseChange, got {change!r}")
     disease_a = _change_disease(scene, dc, rs["change"])
 
     visit_b = _visit(scene, scene.disease, opts)

@@ -116,6 +116,7 @@ def _windows(valid: np.ndarray, size: int, most: int, rng: np.random.Generator) 
     return cands
 
 
+@opencv_baseline()  # the same patches on any CPU (see _portable)
 def load_texture_bank(paths: Sequence[PathLike], *, patch: int = 160, per_image: int = 4, seed: int = 0) -> TextureBank:
     """Cut skin and hair patches out of real photos.
 
@@ -149,36 +150,34 @@ def load_texture_bank(paths: Sequence[PathLike], *, patch: int = 160, per_image:
     files = [Path(p) for p in paths]
     if not files:
         raise UsageError("no texture files given")
-    # The same patches on any CPU (see _portable).
-    with opencv_baseline():
-        rng = np.random.default_rng(seed)
-        skin: list[np.ndarray] = []
-        hair: list[np.ndarray] = []
-        for f in files:
-            if f.is_dir():
-                raise UsageError(f"{f}: is a folder; give texture photo files (e.g. a training split's list)")
-            img, _ = read_image(f)
-            mask, cls = None, None
-            for conv in CONVENTIONS:
-                m = conv.mask_path(f)
-                if m.is_file() and m != f and (conv.image_glob == "*" or f.match(conv.image_glob)):
-                    mask = read_binary_mask(m, conv.threshold, img.shape[:2], conv.mask_scale)
-                    cls = conv.mask_class
-                    break
-            size = min(patch, min(img.shape[:2]) // 2)
-            if size < 24:
-                continue
-            skin_like = skin_mask(img) & (img.max(axis=2) > 20)
-            if cls == "hair":
-                for y, x in _windows(mask, size, per_image, rng):
-                    hair.append(_SRGB_TO_LINEAR[img[y : y + size, x : x + size]])
-                continue
-            valid = skin_like if mask is None else (skin_like & ~cv2.dilate(mask.astype(np.uint8), np.ones((15, 15), np.uint8)).astype(bool))
-            for y, x in _windows(valid, size, per_image, rng):
-                win = img[y : y + size, x : x + size].astype(np.float32)
-                lum = win[..., 0] * np.float32(0.2126) + win[..., 1] * np.float32(0.7152) + win[..., 2] * np.float32(0.0722)
-                local = cv2.GaussianBlur(lum, (0, 0), max(2.0, size / 10.0), borderType=cv2.BORDER_REFLECT)
-                skin.append((lum / np.maximum(local, 1.0)).astype(np.float32))
+    rng = np.random.default_rng(seed)
+    skin: list[np.ndarray] = []
+    hair: list[np.ndarray] = []
+    for f in files:
+        if f.is_dir():
+            raise UsageError(f"{f}: is a folder; give texture photo files (e.g. a training split's list)")
+        img, _ = read_image(f)
+        mask, cls = None, None
+        for conv in CONVENTIONS:
+            m = conv.mask_path(f)
+            if m.is_file() and m != f and (conv.image_glob == "*" or f.match(conv.image_glob)):
+                mask = read_binary_mask(m, conv.threshold, img.shape[:2], conv.mask_scale)
+                cls = conv.mask_class
+                break
+        size = min(patch, min(img.shape[:2]) // 2)
+        if size < 24:
+            continue
+        skin_like = skin_mask(img) & (img.max(axis=2) > 20)
+        if cls == "hair":
+            for y, x in _windows(mask, size, per_image, rng):
+                hair.append(_SRGB_TO_LINEAR[img[y : y + size, x : x + size]])
+            continue
+        valid = skin_like if mask is None else (skin_like & ~cv2.dilate(mask.astype(np.uint8), np.ones((15, 15), np.uint8)).astype(bool))
+        for y, x in _windows(valid, size, per_image, rng):
+            win = img[y : y + size, x : x + size].astype(np.float32)
+            lum = win[..., 0] * np.float32(0.2126) + win[..., 1] * np.float32(0.7152) + win[..., 2] * np.float32(0.0722)
+            local = cv2.GaussianBlur(lum, (0, 0), max(2.0, size / 10.0), borderType=cv2.BORDER_REFLECT)
+            skin.append((lum / np.maximum(local, 1.0)).astype(np.float32))
     if not skin and not hair:
         raise InputError(f"no usable skin or hair patch found in {len(files)} texture photo(s)")
     logger.info("texture bank: %d skin and %d hair patches from %d photos", len(skin), len(hair), len(files))

@@ -172,15 +172,20 @@ def test_tiny_run_lowers_the_loss_and_resumes_exactly(tmp_path: Path) -> None:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-3)
 
 
+def _assert_same_weights(path_a: Path, path_b: Path, atol: float) -> None:
+    """The two models' (batch-norm folded) parameters agree within ``atol``."""
+    a = load_model(path_a, device="cpu").network.state_dict()
+    b = load_model(path_b, device="cpu").network.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=atol)
+
+
 def test_loader_workers_change_nothing_but_speed(tmp_path: Path) -> None:
     ids = _lesion_folder(tmp_path / "data", 6, seed=3)
     cfg = _tiny_config(tmp_path / "data", ids, 6)
     thread = train(cfg, tmp_path / "thread")
     procs = train(cfg, tmp_path / "procs", loader_threads=3)
-    a = load_model(thread.weights, device="cpu").network.state_dict()
-    b = load_model(procs.weights, device="cpu").network.state_dict()
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    _assert_same_weights(thread.weights, procs.weights, atol=0)
     assert load_model(procs.weights, device="cpu").card["training"]["loader_threads"] == 3
     with pytest.raises(UsageError, match="loader threads"):
         train(cfg, tmp_path / "bad", loader_threads=0)
@@ -195,10 +200,7 @@ def test_stop_after_then_resume_is_the_whole_run(tmp_path: Path) -> None:
     assert load_model(part.weights, device="cpu").card["training"]["steps_done"] == 5
     rest = train(cfg, tmp_path / "parts", resume=True)
     assert rest.steps == 9
-    a = load_model(whole.weights, device="cpu").network.state_dict()
-    b = load_model(rest.weights, device="cpu").network.state_dict()
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-3)
+    _assert_same_weights(whole.weights, rest.weights, atol=1e-3)
     with pytest.raises(UsageError, match="stop after"):
         train(cfg, tmp_path / "bad", stop_after=10)
 

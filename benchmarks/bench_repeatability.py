@@ -11,7 +11,9 @@ To say what limits repeatability, each pair is also measured four ways:
 * ``truth+trueH``: true label maps, true homography (interpolation of the warp only);
 * ``truth+estH``: true label maps, the pipeline's registration (registration error);
 * ``seg+trueH``: the pipeline's label maps, the true homography (segmentation noise);
-* ``pipeline``: what ``imgtool analyze`` reports.
+* ``seg+estH``: the pipeline's label maps and registration, without reconciling the
+  labels with the photos' colours (``--no-reconcile``);
+* ``pipeline``: what ``imgtool analyze`` reports (labels reconciled unless ``--no-reconcile``).
 
 Run::
 
@@ -37,7 +39,7 @@ from imgtool.registration import corner_error, coverage_mask, warp_to_before
 
 LESION_GOAL = 0.02  # |lesion_area_change_rel|
 HAIR_GOAL = 0.01  # |hair_coverage_change|, fraction points
-WAYS = ("truth+trueH", "truth+estH", "seg+trueH", "pipeline")
+WAYS = ("truth+trueH", "truth+estH", "seg+trueH", "seg+estH", "pipeline")
 FIELDS = ("lesion_area_change_rel", "hair_coverage_change", "hair_coverage_change_common")
 
 
@@ -73,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=5000, help="first seed; pairs use seed, seed+1, ... (default 5000)")
     ap.add_argument("--method", default=None, help="segmentation method (default: imgtool's default)")
     ap.add_argument("--augment", action="store_true", help="CNN test-time augmentation (mirror images)")
+    ap.add_argument("--no-reconcile", dest="reconcile", action="store_false", help="do not reconcile the aligned labels with the photos' colours")
     ap.add_argument("--out", default="benchmarks/results/bench_repeatability.json", help="JSON output path")
     args = ap.parse_args(argv)
     try:
@@ -81,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         print("imgtool.synth is not available (the phantom generator has not landed); nothing to measure", file=sys.stderr)
         return 1
     w, h = (int(x) for x in args.size.lower().split("x"))
-    opts = AnalysisOptions(augment=args.augment) if args.method is None else AnalysisOptions(method=args.method, augment=args.augment)
+    opts = AnalysisOptions(augment=args.augment, reconcile=args.reconcile)
+    if args.method is not None:
+        opts = AnalysisOptions(method=args.method, augment=args.augment, reconcile=args.reconcile)
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     for seed in range(args.seed, args.seed + args.n):
@@ -108,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         if res.registration.homography is not None:
             ways["truth+estH"] = _change(pair.before_labels, pair.after_labels, res.registration.homography)
+            ways["seg+estH"] = _change(res.before_labels, res.after_labels, res.registration.homography)
         for way, ch in ways.items():
             for key in FIELDS:
                 row[f"{way}.{key}"] = ch.get(key)
@@ -173,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         "first_seed": args.seed,
         "method": opts.method,
         "augment": opts.augment,
+        "reconcile": opts.reconcile,
         "goals": {"lesion_area_change_rel": LESION_GOAL, "hair_coverage_change": HAIR_GOAL, "hair_coverage_change_common": HAIR_GOAL},
         "summary": summary,
         "pairs": rows,

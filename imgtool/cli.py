@@ -94,6 +94,16 @@ def _add_nonrigid(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_reconcile(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-reconcile",
+        dest="reconcile",
+        action="store_false",
+        help="count every lesion-label disagreement of the aligned pair as change, even where the photos' colours did not change "
+        "(default: such disagreements are segmentation noise and are reset; docs/metrics.md)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``imgtool`` command."""
     parser = _Parser(
@@ -130,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_method(p)
     _add_limits(p)
     _add_nonrigid(p)
+    _add_reconcile(p)
 
     p = sub.add_parser("register", help="register AFTER onto BEFORE and print the result as JSON")
     p.add_argument("before")
@@ -219,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the drawn pairs (default 0)")
     g.add_argument("--size", type=_size, default=(1024, 1024), metavar="WxH", help="size of the drawn pairs (default 1024x1024)")
     g.add_argument("--change", choices=("random", "none"), default="random", help="disease course of the drawn pairs")
+    _add_reconcile(g)
     g = p.add_argument_group("real photos with masks")
     g.add_argument("--class", dest="mask_class", choices=("lesion", "hair"), default=None, help="which class the masks mark (default: from the folder's convention)")
     g.add_argument("--images", default=None, metavar="GLOB", help="which files are photos, e.g. '*.jpg' (with --mask-pattern)")
@@ -246,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_method(p)
     _add_limits(p)
     _add_nonrigid(p)
+    _add_reconcile(p)
     return parser
 
 
@@ -323,6 +336,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         min_lesion_area_px=args.min_lesion_area,
         view=args.view,
         augment=args.augment,
+        reconcile=args.reconcile,
         registration=RegistrationOptions(nonrigid=args.nonrigid),
     )
     # Check the output folder before the (long) analysis, not after it.
@@ -479,11 +493,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     ensure_output_dir(args.out)
     if args.phantoms is not None:
         pairs = phantom_source(args.phantoms, args.seed, size=args.size, change=args.change)
-        ev = evaluate_phantoms(pairs, method=args.method, augment=args.augment, source=f"drawn: --phantoms {args.phantoms} --seed {args.seed} --size {args.size[0]}x{args.size[1]} --change {args.change}")
+        ev = evaluate_phantoms(pairs, method=args.method, augment=args.augment, reconcile=args.reconcile, source=f"drawn: --phantoms {args.phantoms} --seed {args.seed} --size {args.size[0]}x{args.size[1]} --change {args.change}")
     elif describe_source(args.source) == "phantoms":
         from .synth.store import iter_pairs
 
-        ev = evaluate_phantoms(iter_pairs([args.source]), method=args.method, source=str(args.source), augment=args.augment)
+        ev = evaluate_phantoms(iter_pairs([args.source]), method=args.method, source=str(args.source), augment=args.augment, reconcile=args.reconcile)
     else:
         conv = None
         if args.images is not None or args.mask_pattern is not None:
@@ -528,6 +542,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         max_pixels=_max_pixels(args),
         min_lesion_area_px=args.min_lesion_area,
         augment=args.augment,
+        reconcile=args.reconcile,
         registration=RegistrationOptions(nonrigid=args.nonrigid),
     )
     opts = BatchOptions(

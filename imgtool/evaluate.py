@@ -234,7 +234,7 @@ def _class_cells(est: np.ndarray, true: np.ndarray) -> dict[str, Any]:
     return row
 
 
-def evaluate_pair(pair: Any, *, pair_id: str, method: str, model: Any = None, augment: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def evaluate_pair(pair: Any, *, pair_id: str, method: str, model: Any = None, augment: bool = False, reconcile: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run the pipeline on one phantom pair and score it.
 
     Parameters
@@ -249,6 +249,9 @@ def evaluate_pair(pair: Any, *, pair_id: str, method: str, model: Any = None, au
         The CNN (method ``"cnn"``); default the shipped model.
     augment : bool
         CNN test-time augmentation (mirror images).
+    reconcile : bool
+        Reconcile the aligned pair's lesion labels with the photos' colours
+        (:attr:`imgtool.pipeline.AnalysisOptions.reconcile`).
 
     Returns
     -------
@@ -260,7 +263,7 @@ def evaluate_pair(pair: Any, *, pair_id: str, method: str, model: Any = None, au
     """
     from .pipeline import AnalysisOptions, analyze_pair
 
-    res = analyze_pair(pair.before, pair.after, options=AnalysisOptions(method=method, augment=augment), model=model)
+    res = analyze_pair(pair.before, pair.after, options=AnalysisOptions(method=method, augment=augment, reconcile=reconcile), model=model)
     est_metrics = res.to_dict()["metrics"]
     true_metrics = pair.truth["metrics"]
     photo_rows = []
@@ -339,7 +342,9 @@ def phantom_source(
         yield pair_id(seed, i), render_pair(pair_seed(seed, i), size=size, options=options, change=change)
 
 
-def evaluate_phantoms(pairs: Iterable[tuple[str, Any]], *, method: str = "classical", source: str | None = None, augment: bool = False) -> Evaluation:
+def evaluate_phantoms(
+    pairs: Iterable[tuple[str, Any]], *, method: str = "classical", source: str | None = None, augment: bool = False, reconcile: bool = True
+) -> Evaluation:
     """Score the pipeline on phantom pairs.
 
     Parameters
@@ -352,6 +357,8 @@ def evaluate_phantoms(pairs: Iterable[tuple[str, Any]], *, method: str = "classi
         Where the pairs came from, for the settings.
     augment : bool
         CNN test-time augmentation (mirror images).
+    reconcile : bool
+        Reconcile the aligned pair's lesion labels with the photos' colours.
 
     Returns
     -------
@@ -368,13 +375,13 @@ def evaluate_phantoms(pairs: Iterable[tuple[str, Any]], *, method: str = "classi
     photo_rows: list[dict[str, Any]] = []
     pair_rows: list[dict[str, Any]] = []
     for pid, pair in pairs:
-        pr, row = evaluate_pair(pair, pair_id=pid, method=method, model=model, augment=augment)
+        pr, row = evaluate_pair(pair, pair_id=pid, method=method, model=model, augment=augment, reconcile=reconcile)
         photo_rows.extend(pr)
         pair_rows.append(row)
         logger.info("%s: registration %s, corner error %s px", pid, row["registration_status"], row["corner_error_px"])
     if not pair_rows:
         raise UsageError("no phantom pairs to evaluate")
-    settings = {"method": method, "augment": augment, "source": source, "pairs": len(pair_rows)}
+    settings = {"method": method, "augment": augment, "reconcile": reconcile, "source": source, "pairs": len(pair_rows)}
     return Evaluation("phantoms", settings, tuple(photo_rows), tuple(pair_rows), summarize_phantoms(photo_rows, pair_rows))
 
 

@@ -17,7 +17,7 @@ from ._version import __version__
 from .errors import UsageError
 from .io import DEFAULT_MAX_PIXELS, ImageInfo, ImageSource, as_image, read_mask
 from .quantify import ChangeMetrics, PhotoMetrics, change_metrics, photo_metrics
-from .quantify import LesionMetrics, RednessChange, default_min_lesion_area_px, lesion_metrics, redness_change
+from .quantify import LesionMetrics, Reconciliation, RednessChange, default_min_lesion_area_px, lesion_metrics, reconcile_lesion_labels, redness_change
 from .registration import (
     Registration,
     RegistrationOptions,
@@ -62,6 +62,10 @@ class AnalysisOptions:
     augment : bool
         CNN test-time augmentation (mirror images averaged; four times the network's
         work). Recorded in result.json's ``model`` entry.
+    reconcile : bool
+        Reconcile the aligned pair's lesion labels with the photos' colours before the
+        change metrics and lesion fates (:func:`imgtool.quantify.reconcile_lesion_labels`):
+        a lesion pixel only changed if its colour changed too. Default True.
     """
 
     method: str = DEFAULT_METHOD
@@ -72,6 +76,7 @@ class AnalysisOptions:
     min_lesion_area_px: int | None = None
     view: str | None = None
     augment: bool = False
+    reconcile: bool = True
 
     def __post_init__(self) -> None:
         check_method(self.method)
@@ -93,6 +98,7 @@ class AnalysisOptions:
             "min_lesion_area_px": self.min_lesion_area_px,
             "view": self.view,
             "augment": self.augment,
+            "reconcile": self.reconcile,
             "registration": self.registration.to_dict(),
         }
 
@@ -124,6 +130,7 @@ class PairAnalysis:
     lesions: LesionMetrics | None = None
     redness: RednessChange | None = None
     change_homography_only: ChangeMetrics | None = None
+    reconciliation: Reconciliation | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = {
@@ -140,6 +147,7 @@ class PairAnalysis:
                 "change": self.change.to_dict(),
                 "lesions": None if self.lesions is None else self.lesions.to_dict(),
                 "redness": None if self.redness is None else self.redness.to_dict(),
+                "reconciliation": None if self.reconciliation is None else self.reconciliation.to_dict(),
             },
             "warnings": list(self.warnings),
         }
@@ -340,22 +348,25 @@ def finish_pair(
 
     aligned_img = aligned_labels = common = None
     rigid = None
+    reconciliation = None
     disp = reg.displacement
     if h is not None:
         # Colour-corrected to BEFORE (fitted on unchanged pixels only) for display.
         aligned_img = apply_photometric(warp_to_before(img_a, h, img_b.shape[:2], displacement=disp), reg)
         aligned_labels = warp_to_before(labels_a, h, img_b.shape[:2], nearest=True, displacement=disp)
         common = coverage_mask(h, img_a.shape[:2], img_b.shape[:2], displacement=disp)
+        if opts.reconcile:
+            # Label disagreements that the photos' colours do not support are segmentation
+            # noise, not disease change (docs/report.md, repeatability).
+            reconciliation = reconcile_lesion_labels(img_b, aligned_img, labels_b, aligned_labels, common=common)
+            aligned_labels = reconciliation.labels
         if disp is not None:
-            rigid = change_metrics(
-                m_b,
-                m_a,
-                labels_b,
-                warp_to_before(labels_a, h, img_b.shape[:2], nearest=True),
-                common=coverage_mask(h, img_a.shape[:2], img_b.shape[:2]),
-                roi=roi_b,
-                pixel_size_mm=px_b,
-            )
+            rigid_labels = warp_to_before(labels_a, h, img_b.shape[:2], nearest=True)
+            rigid_common = coverage_mask(h, img_a.shape[:2], img_b.shape[:2])
+            if opts.reconcile:
+                rigid_img = apply_photometric(warp_to_before(img_a, h, img_b.shape[:2]), reg)
+                rigid_labels = reconcile_lesion_labels(img_b, rigid_img, labels_b, rigid_labels, common=rigid_common).labels
+            rigid = change_metrics(m_b, m_a, labels_b, rigid_labels, common=rigid_common, roi=roi_b, pixel_size_mm=px_b)
     change = change_metrics(m_b, m_a, labels_b, aligned_labels, common=common, roi=roi_b, pixel_size_mm=px_b)
     min_lesion = opts.min_lesion_area_px if opts.min_lesion_area_px is not None else default_min_lesion_area_px(img_b.shape[:2])
     lesions = lesion_metrics(
@@ -410,6 +421,7 @@ def finish_pair(
         lesions=lesions,
         redness=redness,
         change_homography_only=rigid,
+        reconciliation=reconciliation,
     )
 
 

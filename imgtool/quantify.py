@@ -1193,3 +1193,203 @@ def lesion_metrics(
         fates=fates,
         min_area_px=int(min_area_px),
     )
+
+
+# --------------------------------------------------------------------------- reconciling the aligned pair
+
+#: Long side (px) at which the photos' colours are compared; the label maps keep their size.
+RECONCILE_LONG_SIDE = 1024
+#: A disagreement is a change when its colour moved by at least this share of the lesion's contrast.
+RECONCILE_RATIO = 0.7
+#: ... and by more than this many times the pair's colour residual on skin healthy in both.
+RECONCILE_NOISE_FACTOR = 1.5
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """How the aligned pair's lesion labels were reconciled with the photos' colours.
+
+    Attributes
+    ----------
+    labels : (H, W) uint8 ndarray
+        AFTER's aligned labels with the disagreements that the photos do not support
+        reset to BEFORE's label.
+    residual_delta_e : float or None
+        Median CIELAB colour difference (ΔE*ab) between BEFORE and the aligned AFTER on
+        skin that both label healthy: the pair's colour residual after normalisation
+        (None when no such skin exists; then nothing is reconciled).
+    ratio, noise_factor : float
+        The decision's parameters (see :func:`reconcile_lesion_labels`).
+    new_kept_px, new_reverted_px : int
+        Pixels that AFTER calls lesion and BEFORE healthy skin: kept as new lesion, or reset
+        to skin because the photo did not change there.
+    resolved_kept_px, resolved_reverted_px : int
+        Pixels that BEFORE calls lesion and AFTER healthy skin: kept as resolved, or reset
+        to lesion because the photo did not change there.
+    """
+
+    labels: np.ndarray = field(repr=False, compare=False)
+    residual_delta_e: float | None
+    ratio: float
+    noise_factor: float
+    new_kept_px: int
+    new_reverted_px: int
+    resolved_kept_px: int
+    resolved_reverted_px: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "residual_delta_e": self.residual_delta_e,
+            "ratio": self.ratio,
+            "noise_factor": self.noise_factor,
+            "new_kept_px": self.new_kept_px,
+            "new_reverted_px": self.new_reverted_px,
+            "resolved_kept_px": self.resolved_kept_px,
+            "resolved_reverted_px": self.resolved_reverted_px,
+        }
+
+
+def _lab_small(image: np.ndarray, size: tuple[int, int], sigma: float) -> np.ndarray:
+    """CIELAB (L* 0..100) of an RGB image resized to ``size`` (w, h) and lightly smoothed."""
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA) if (image.shape[1], image.shape[0]) != size else image
+    lab = cv2.cvtColor(small.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+    return cv2.GaussianBlur(lab, (0, 0), sigma)
+
+
+def _local_mean(lab: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian-weighted mean colour of the masked pixels around every pixel.
+
+    Where no masked pixel is near, the mask's global mean stands in.
+    """
+    m = mask.astype(np.float32)
+    w = cv2.GaussianBlur(m, (0, 0), sigma)
+    num = cv2.GaussianBlur(lab * m[..., None], (0, 0), sigma)
+    out = num / np.maximum(w, 1e-6)[..., None]
+    far = w < 1e-3
+    if far.any():
+        out[far] = lab[mask].mean(axis=0) if mask.any() else lab.reshape(-1, 3).mean(axis=0)
+    return out
+
+
+def reconcile_lesion_labels(
+    before_image: np.ndarray,
+    after_aligned: np.ndarray,
+    before_labels: np.ndarray,
+    after_labels_aligned: np.ndarray,
+    *,
+    common: np.ndarray | None = None,
+    ratio: float = RECONCILE_RATIO,
+    noise_factor: float = RECONCILE_NOISE_FACTOR,
+) -> Reconciliation:
+    """Keep only the lesion changes that the photos themselves show.
+
+    Two segmentations of the same skin disagree at the edges of faint lesions even when
+    nothing changed (a different light, pose or noise moves the decision boundary), and
+    on an unchanged pair that noise alone can move the lesion area by tens of percent.
+    Change detection in imaging meets this by asking the images as well as the labels:
+    a pixel whose label went from healthy skin to lesion (or back) only changed if its
+    colour changed too. Each connected region of disagreement is tested as a whole
+    (averaging over it beats pixel noise):
+
+    * *new* (BEFORE skin, AFTER lesion): its mean colour difference between the aligned
+      photos is compared with its mean contrast, in AFTER, against AFTER's healthy skin
+      nearby (what a new lesion must have added);
+    * *resolved* (BEFORE lesion, AFTER skin): against its contrast, in BEFORE, to BEFORE's
+      healthy skin nearby (what a resolved lesion must have lost).
+
+    The region is a change when its colour moved by at least ``ratio`` of that contrast
+    and by more than ``noise_factor`` times the pair's colour residual (the median
+    difference on skin healthy in both photos); otherwise AFTER's label there is reset to
+    BEFORE's. Disagreements involving hair or background, and everything outside
+    ``common``, are left alone.
+
+    Parameters
+    ----------
+    before_image : (H, W, 3) uint8 ndarray
+        BEFORE's photo.
+    after_aligned : (H, W, 3) uint8 ndarray
+        AFTER warped into BEFORE's frame, photometrically normalised to BEFORE where
+        registration fitted a correction (the residual absorbs what it did not).
+    before_labels, after_labels_aligned : (H, W) uint8 ndarray
+        BEFORE's labels and AFTER's labels in BEFORE's frame.
+    common : (H, W) bool ndarray, optional
+        Pixels of BEFORE's frame that AFTER covers. Default: all.
+    ratio : float
+        Share of the lesion contrast the colour must move by (0..1).
+    noise_factor : float
+        Multiple of the pair's colour residual the colour must move by.
+
+    Returns
+    -------
+    Reconciliation
+        The reconciled labels and what was kept and reset.
+
+    Raises
+    ------
+    ValueError
+        If the arrays' shapes disagree or a label map is invalid.
+    """
+    b = check_labels(before_labels, "before_labels")
+    a = check_labels(after_labels_aligned, "after_labels_aligned")
+    if a.shape != b.shape or before_image.shape[:2] != b.shape or after_aligned.shape[:2] != b.shape:
+        raise ValueError(
+            f"images {before_image.shape[:2]}, {after_aligned.shape[:2]} and labels {b.shape}, {a.shape} must share BEFORE's shape"
+        )
+    if not (0.0 <= ratio <= 1.0 and noise_factor >= 0.0):
+        raise ValueError(f"ratio must be in [0, 1] and noise_factor >= 0, got {ratio} and {noise_factor}")
+    region = np.ones(b.shape, dtype=bool) if common is None else np.asarray(common, dtype=bool)
+    new = region & (b == SKIN) & (a == LESION)
+    resolved = region & (b == LESION) & (a == SKIN)
+
+    # Colours are compared at a bounded resolution (memory stays small for 24-MP photos);
+    # the decision is per region of disagreement, and those stay at full resolution.
+    h, w = b.shape
+    k = min(1.0, RECONCILE_LONG_SIDE / max(h, w))
+    size = (max(1, round(w * k)), max(1, round(h * k)))
+    lab_b = _lab_small(before_image, size, 1.0)
+    lab_a = _lab_small(after_aligned, size, 1.0)
+
+    def small(mask: np.ndarray) -> np.ndarray:
+        return cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+
+    healthy_both = small(region & (b == SKIN) & (a == SKIN))
+    diff = np.linalg.norm(lab_b - lab_a, axis=2)
+    residual = float(np.median(diff[healthy_both])) if healthy_both.any() else None
+    out = a.copy()
+    counts = {"new": [0, 0], "resolved": [0, 0]}
+    if residual is not None and (new.any() or resolved.any()):
+        sigma_ref = max(size) / 25.0  # "nearby": a few percent of the view
+        full = (w, h)
+
+        def up(x: np.ndarray) -> np.ndarray:
+            return cv2.resize(x.astype(np.float32), full, interpolation=cv2.INTER_LINEAR) if size != full else x.astype(np.float32)
+
+        diff_full = up(diff)
+        for name, cand, lab, own in (
+            ("new", new, lab_a, small(region & (a == SKIN))),
+            ("resolved", resolved, lab_b, small(region & (b == SKIN))),
+        ):
+            if not cand.any():
+                continue
+            contrast = up(np.linalg.norm(lab - _local_mean(lab, own, sigma_ref), axis=2))
+            n, comp = cv2.connectedComponents(cand.astype(np.uint8), connectivity=8)
+            flat = comp.ravel()
+            px = np.bincount(flat, minlength=n).astype(np.float64)
+            mean_diff = np.bincount(flat, diff_full.ravel(), n) / np.maximum(px, 1)
+            mean_contrast = np.bincount(flat, contrast.ravel(), n) / np.maximum(px, 1)
+            unchanged = mean_diff < np.maximum(ratio * mean_contrast, noise_factor * residual)
+            unchanged[0] = False  # label 0 is "not a candidate"
+            reset = unchanged[comp]
+            out[reset] = b[reset]
+            n_reset = int(px[1:][unchanged[1:]].sum())
+            counts[name] = [int(cand.sum()) - n_reset, n_reset]
+    return Reconciliation(
+        labels=out,
+        residual_delta_e=residual,
+        ratio=float(ratio),
+        noise_factor=float(noise_factor),
+        new_kept_px=counts["new"][0],
+        new_reverted_px=counts["new"][1],
+        resolved_kept_px=counts["resolved"][0],
+        resolved_reverted_px=counts["resolved"][1],
+    )

@@ -115,7 +115,7 @@ def metrics_row(result: PairAnalysis) -> dict[str, Any]:
     -------
     dict of str to value
     """
-    from .quantify import LesionFates, Lesions, Redness
+    from .quantify import LesionFates, Lesions, Reconciliation, Redness
     from .registration import Displacement, PhotometricCorrection
 
     doc = result.to_dict()
@@ -131,6 +131,9 @@ def metrics_row(result: PairAnalysis) -> dict[str, Any]:
             if red[key] is None:
                 red[key] = blank
         shaped["metrics"]["redness"] = red
+    if result.options.reconcile and metrics.get("reconciliation") is None:
+        blank_rec = Reconciliation(np.zeros((0, 0), np.uint8), None, 0.0, 0.0, 0, 0, 0, 0).to_dict()
+        shaped["metrics"]["reconciliation"] = _nulls(blank_rec)
     # The colour correction and the non-rigid field, when asked for, keep their columns
     # when registration failed.
     reg_opts = result.options.registration

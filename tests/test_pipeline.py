@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import imgtool
-from imgtool.labels import HAIR, LESION, SKIN
+from imgtool.labels import BACKGROUND, HAIR, LESION, SKIN
 from imgtool.pipeline import AnalysisOptions
 from imgtool.quantify import photo_metrics
 from imgtool.registration import corner_error, map_points
@@ -75,6 +75,29 @@ def test_result_contract(analysis: imgtool.PairAnalysis, scene_pair: dict) -> No
     assert ch["hair_coverage_change"] == pytest.approx(a["hair_coverage"] - b["hair_coverage"])
     rel = (ch["lesion_area_after_common_px"] - ch["lesion_area_before_common_px"]) / ch["lesion_area_before_common_px"]
     assert ch["lesion_area_change_rel"] == pytest.approx(rel)
+
+
+def test_reconciliation_recorded_and_switchable(analysis: imgtool.PairAnalysis, scene_pair: dict) -> None:
+    doc = analysis.to_dict()
+    assert doc["settings"]["reconcile"] is True
+    rec = doc["metrics"]["reconciliation"]
+    assert rec is not None and rec["residual_delta_e"] is not None
+    ch = doc["metrics"]["change"]
+    # Every lesion-skin disagreement that survived reconciliation is counted as change
+    # (disagreements with hair or background are never reconciled).
+    b, a, common = analysis.before_labels, analysis.after_labels_aligned, analysis.common
+    other = np.isin(a, (BACKGROUND, HAIR))
+    assert ch["resolved_lesion_px"] == rec["resolved_kept_px"] + int(((b == LESION) & other & common).sum())
+    assert ch["new_lesion_px"] == rec["new_kept_px"] + int((np.isin(b, (BACKGROUND, HAIR)) & (a == LESION) & common).sum())
+    raw = imgtool.analyze_pair(
+        scene_pair["before"], scene_pair["after"], options=AnalysisOptions(method="classical", pixel_size_mm=0.2, reconcile=False)
+    )
+    d2 = raw.to_dict()
+    assert d2["settings"]["reconcile"] is False and d2["metrics"]["reconciliation"] is None
+    # Reconciling only resets AFTER's labels to BEFORE's: it never adds a disagreement.
+    assert ((analysis.after_labels_aligned != b) & common).sum() <= ((raw.after_labels_aligned != b) & common).sum()
+    n_reset = rec["new_reverted_px"] + rec["resolved_reverted_px"]
+    assert ((analysis.after_labels_aligned != raw.after_labels_aligned)).sum() == n_reset
 
 
 def test_homography_convention(analysis: imgtool.PairAnalysis, scene_pair: dict) -> None:

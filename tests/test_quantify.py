@@ -22,6 +22,7 @@ from imgtool.quantify import (
     lesion_fates,
     lesion_metrics,
     photo_metrics,
+    reconcile_lesion_labels,
     redness,
     redness_change,
     salt_score,
@@ -436,3 +437,89 @@ def test_salt_label_maps_are_checked(tmp_path: Path) -> None:
         score_salt_views({"top": tmp_path / "good.png"}, labels_given=True)
     with pytest.raises(InputError):  # an empty scalp mask
         score_salt_views(views, labels_given=True, scalp_masks={"top": np.zeros((16, 16), bool)})
+
+
+# --------------------------------------------------------------------------- reconciling the aligned pair
+
+SKIN_RGB = (205, 160, 140)
+
+
+def _photo(lesions: list[tuple[int, int, int, tuple[int, int, int]]], seed: int, noise: float = 2.0) -> np.ndarray:
+    """A 200x240 skin photo with filled discs (x, y, r, rgb) and sensor noise."""
+    img = np.zeros((200, 240, 3), np.float64)
+    img[:] = SKIN_RGB
+    for x, y, r, rgb in lesions:
+        cv2.circle(img, (x, y), r, rgb, -1)
+    img += np.random.default_rng(seed).normal(0.0, noise, img.shape)
+    return np.clip(np.round(img), 0, 255).astype(np.uint8)
+
+
+def _disc_labels(discs: list[tuple[int, int, int]]) -> np.ndarray:
+    lab = np.full((200, 240), SKIN, np.uint8)
+    lab[:, :10] = BACKGROUND
+    for x, y, r in discs:
+        cv2.circle(lab, (x, y), r, int(LESION), -1)
+    return lab
+
+
+def _rel(b: np.ndarray, a: np.ndarray) -> float:
+    ch = change_metrics(photo_metrics(b), photo_metrics(a), b, a)
+    assert ch.lesion_area_change_rel is not None
+    return ch.lesion_area_change_rel
+
+
+def test_reconcile_resets_label_noise_on_an_unchanged_photo() -> None:
+    faint = (190, 140, 130)  # a faint lesion: about 9 Delta-E from the skin
+    before = _photo([(80, 100, 25, faint), (170, 100, 20, faint)], seed=1)
+    after = _photo([(80, 100, 25, faint), (170, 100, 20, faint)], seed=2)  # same skin, new noise
+    lb = _disc_labels([(80, 100, 25), (170, 100, 20)])
+    la = _disc_labels([(80, 100, 31), (170, 100, 14)])  # the segmenter's edges moved
+    assert abs(_rel(lb, la)) > 0.1  # without reconciling: a large false change
+    rec = reconcile_lesion_labels(before, after, lb, la)
+    np.testing.assert_array_equal(rec.labels, lb)
+    assert _rel(lb, rec.labels) == 0.0
+    assert rec.new_kept_px == 0 and rec.resolved_kept_px == 0
+    assert rec.new_reverted_px == int(((lb == SKIN) & (la == LESION)).sum())
+    assert rec.resolved_reverted_px == int(((lb == LESION) & (la == SKIN)).sum())
+    assert rec.residual_delta_e is not None and rec.residual_delta_e < 3.0
+
+
+@pytest.mark.parametrize("lesion_rgb", [(150, 60, 60), (195, 148, 132)])  # strong, and faint (about 6 Delta-E)
+def test_reconcile_keeps_real_change(lesion_rgb: tuple[int, int, int]) -> None:
+    # Lesion 1 resolved, lesion 2 persisted, lesion 3 is new.
+    before = _photo([(60, 60, 20, lesion_rgb), (150, 60, 20, lesion_rgb)], seed=3, noise=1.0)
+    after = _photo([(150, 60, 20, lesion_rgb), (100, 150, 25, lesion_rgb)], seed=4, noise=1.0)
+    lb = _disc_labels([(60, 60, 20), (150, 60, 20)])
+    la = _disc_labels([(150, 60, 20), (100, 150, 25)])
+    rec = reconcile_lesion_labels(before, after, lb, la)
+    np.testing.assert_array_equal(rec.labels, la)
+    assert rec.new_reverted_px == 0 and rec.resolved_reverted_px == 0
+    assert rec.new_kept_px == int(((lb == SKIN) & (la == LESION)).sum())
+    assert _rel(lb, rec.labels) == pytest.approx(_rel(lb, la))
+
+
+def test_reconcile_only_inside_the_common_region_and_not_without_healthy_skin() -> None:
+    faint = (190, 140, 130)
+    img = _photo([(80, 100, 25, faint)], seed=5)
+    img2 = _photo([(80, 100, 25, faint)], seed=6)
+    lb = _disc_labels([(80, 100, 25)])
+    la = _disc_labels([(80, 100, 32)])
+    common = np.zeros(lb.shape, bool)
+    common[:, :80] = True  # only the left half of the disagreement ring is shared
+    rec = reconcile_lesion_labels(img, img2, lb, la, common=common)
+    assert (rec.labels[:, :80] == lb[:, :80]).all()
+    np.testing.assert_array_equal(rec.labels[:, 80:], la[:, 80:])
+    # No skin healthy in both photos: no residual to judge by, nothing changes.
+    all_lesion = np.full(lb.shape, LESION, np.uint8)
+    rec = reconcile_lesion_labels(img, img2, all_lesion, np.full(lb.shape, SKIN, np.uint8))
+    assert rec.residual_delta_e is None
+    assert (rec.labels == SKIN).all()
+
+
+def test_reconcile_rejects_bad_input() -> None:
+    img = _photo([], seed=7)
+    lab = _disc_labels([])
+    with pytest.raises(ValueError, match="shape"):
+        reconcile_lesion_labels(img, img[:100], lab, lab)
+    with pytest.raises(ValueError, match="ratio"):
+        reconcile_lesion_labels(img, img, lab, lab, ratio=1.5)

@@ -1259,16 +1259,26 @@ def _lab_small(image: np.ndarray, size: tuple[int, int], sigma: float) -> np.nda
 def _local_mean(lab: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian-weighted mean colour of the masked pixels around every pixel.
 
-    Where no masked pixel is near, the mask's global mean stands in.
+    Computed on a grid coarse enough that the Gaussian spans a few cells (the mean
+    varies slowly), then resized back. Where no masked pixel is near, the mask's global
+    mean stands in.
     """
+    h, w = mask.shape
+    f = min(1.0, 4.0 / max(sigma, 1e-6))
+    size = (max(1, round(w * f)), max(1, round(h * f)))
     m = mask.astype(np.float32)
-    w = cv2.GaussianBlur(m, (0, 0), sigma)
-    num = cv2.GaussianBlur(lab * m[..., None], (0, 0), sigma)
-    out = num / np.maximum(w, 1e-6)[..., None]
-    far = w < 1e-3
+    # Area resampling of the masked colours and of the mask keeps their sums: the ratio
+    # below is a weighted mean of masked pixels only.
+    num = cv2.resize(lab * m[..., None], size, interpolation=cv2.INTER_AREA)
+    den = cv2.resize(m, size, interpolation=cv2.INTER_AREA)
+    s = sigma * f
+    num = cv2.GaussianBlur(num, (0, 0), s)
+    den = cv2.GaussianBlur(den, (0, 0), s)
+    out = num / np.maximum(den, 1e-6)[..., None]
+    far = den < 1e-3
     if far.any():
         out[far] = lab[mask].mean(axis=0) if mask.any() else lab.reshape(-1, 3).mean(axis=0)
-    return out
+    return cv2.resize(out, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def reconcile_lesion_labels(
@@ -1359,30 +1369,29 @@ def reconcile_lesion_labels(
     counts = {"new": [0, 0], "resolved": [0, 0]}
     if residual is not None and (new.any() or resolved.any()):
         sigma_ref = max(size) / 25.0  # "nearby": a few percent of the view
-        full = (w, h)
-
-        def up(x: np.ndarray) -> np.ndarray:
-            return cv2.resize(x.astype(np.float32), full, interpolation=cv2.INTER_LINEAR) if size != full else x.astype(np.float32)
-
-        diff_full = up(diff)
         for name, cand, lab, own in (
             ("new", new, lab_a, small(region & (a == SKIN))),
             ("resolved", resolved, lab_b, small(region & (b == SKIN))),
         ):
             if not cand.any():
                 continue
-            contrast = up(np.linalg.norm(lab - _local_mean(lab, own, sigma_ref), axis=2))
+            contrast = np.linalg.norm(lab - _local_mean(lab, own, sigma_ref), axis=2)
             n, comp = cv2.connectedComponents(cand.astype(np.uint8), connectivity=8)
-            flat = comp.ravel()
-            px = np.bincount(flat, minlength=n).astype(np.float64)
-            mean_diff = np.bincount(flat, diff_full.ravel(), n) / np.maximum(px, 1)
-            mean_contrast = np.bincount(flat, contrast.ravel(), n) / np.maximum(px, 1)
+            # Only the candidate pixels are looked at: their colours are read from the
+            # comparison grid, so no full-resolution float map is ever made.
+            ys, xs = np.nonzero(cand)
+            ids = comp[ys, xs]
+            sy = np.minimum((ys * (size[1] / h)).astype(np.intp), size[1] - 1)
+            sx = np.minimum((xs * (size[0] / w)).astype(np.intp), size[0] - 1)
+            px = np.bincount(ids, minlength=n).astype(np.float64)
+            mean_diff = np.bincount(ids, diff[sy, sx], n) / np.maximum(px, 1)
+            mean_contrast = np.bincount(ids, contrast[sy, sx], n) / np.maximum(px, 1)
             unchanged = mean_diff < np.maximum(ratio * mean_contrast, noise_factor * residual)
             unchanged[0] = False  # label 0 is "not a candidate"
-            reset = unchanged[comp]
-            out[reset] = b[reset]
-            n_reset = int(px[1:][unchanged[1:]].sum())
-            counts[name] = [int(cand.sum()) - n_reset, n_reset]
+            reset = unchanged[ids]
+            out[ys[reset], xs[reset]] = b[ys[reset], xs[reset]]
+            n_reset = int(reset.sum())
+            counts[name] = [int(ids.size) - n_reset, n_reset]
     return Reconciliation(
         labels=out,
         residual_delta_e=residual,

@@ -205,6 +205,21 @@ def _numbers_table(result: PairAnalysis) -> str:
         ("Resolved lesion area", "", "", _area(ch.resolved_lesion_px, px_b), "lesion at month 0 only (pixels)"),
         ("Persistent lesion area", "", "", _area(ch.persistent_lesion_px, px_b), "lesion in both photos"),
         ("New lesion area", "", "", _area(ch.new_lesion_px, px_b), "lesion at follow-up only"),
+    ]
+    rec = result.reconciliation
+    if rec is not None:
+        rows.append(
+            (
+                "Label changes without a colour change (reset)",
+                "",
+                "",
+                f"{_area(rec.new_reverted_px, px_b)} new, {_area(rec.resolved_reverted_px, px_b)} resolved",
+                "segmentation noise, not counted as change (colour residual "
+                + (f"{rec.residual_delta_e:.1f} ΔE" if rec.residual_delta_e is not None else "unknown")
+                + ")",
+            )
+        )
+    rows += [
         (
             "Hair coverage of the region",
             _num(mb.hair_coverage, 1, pct=True),

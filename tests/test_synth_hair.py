@@ -143,3 +143,22 @@ def test_a_ruler_lying_on_the_head_hides_the_hair_under_it():
     under = (scene.occluder > 0.999) & (scene.body.coverage > 0.5)
     # Under the ruler the canvas is the ruler (composited into the background), not strands.
     np.testing.assert_allclose(visit.colour[under], scene.background[under], atol=1e-6)
+
+
+def test_one_hair_colour_per_head_no_strand_much_lighter_than_the_base(monkeypatch):
+    """Without highlights, no strand or lock is more than 1.12x lighter than the head's colour."""
+    from imgtool.synth import _hair
+
+    monkeypatch.setattr(_hair, "_sheen", lambda pts, *a: (np.zeros((pts.shape[0], pts.shape[1] - 1)),) * 2)
+    monkeypatch.setattr(_hair, "_band", lambda mid, *a: np.zeros(mid.shape[:2]))
+    shape = (160, 160)
+    fr = Framing("scalp", MMPP, (0.0, 0.0), True, shape)
+    for colour, length in (("brown", 60.0), ("auburn", 8.0), ("dark_brown", 30.0)):
+        for seed in (1, 2):
+            layers = render_hair(_spec(length, colour_name=colour, seed=seed), fr, _flat_body(shape, 0.4), np.zeros(shape, np.float32), HairState(level=1.0))
+            base = _hair.srgb_to_linear(_hair.HAIR_COLOURS[colour]).astype(np.float32)
+            assert layers.alpha.mean() > 0.2
+            assert (layers.rgb <= layers.alpha[..., None] * base * np.float32(_hair._MAX_LIGHTER) + 1e-5).all()
+            # ... and the head is not uniformly flat either: locks and partings are darker.
+            lum = layers.rgb[..., 1][layers.alpha > 0.8] / layers.alpha[layers.alpha > 0.8]
+            assert np.percentile(lum, 10) < 0.85 * base[1]

@@ -162,3 +162,18 @@ def test_one_hair_colour_per_head_no_strand_much_lighter_than_the_base(monkeypat
             # ... and the head is not uniformly flat either: locks and partings are darker.
             lum = layers.rgb[..., 1][layers.alpha > 0.8] / layers.alpha[layers.alpha > 0.8]
             assert np.percentile(lum, 10) < 0.85 * base[1]
+
+
+def test_long_hair_hides_the_scalp_under_it_and_short_hair_does_not():
+    """A full head of long hair covers ~98 % of the scalp (a dark under-layer under the strands)."""
+    shape = (200, 200)
+    fr = Framing("scalp", MMPP, (0.0, 0.0), True, shape)
+    body = _flat_body(shape, 0.7)
+    inner = (slice(40, 160), slice(40, 160))
+    long_ = render_hair(_spec(120.0, density=1.0, seed=3), fr, body, np.zeros(shape, np.float32), HairState(level=1.0))
+    assert long_.alpha[inner].mean() > 0.96
+    short = render_hair(_spec(4.0, density=1.0, seed=3), fr, body, np.zeros(shape, np.float32), HairState(level=1.0))
+    assert short.alpha[inner].mean() < 0.9
+    # Bald (nothing kept): no under-layer either.
+    bald = render_hair(_spec(120.0, density=1.0, seed=3), fr, body, np.zeros(shape, np.float32), HairState(level=-1.0))
+    assert bald.alpha.max() == 0.0

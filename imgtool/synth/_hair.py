@@ -419,6 +419,9 @@ def render_hair(
     wave_amp *= long_hair
     shine *= 0.3 + 0.7 * long_hair
     band_gain *= 0.25 + 0.75 * long_hair
+    # Strands of a long lock lie parallel: little scatter of their own around the lock's direction.
+    jitter = jitter * (1.0 - 0.7 * long_hair)
+    wobble = wobble * (1.0 - 0.6 * long_hair)
     rho = _sample(kept, roots).astype(np.float64) if n else np.zeros(0)
     active = (rho >= 0.5) & (u < rho)
     new = np.zeros(n, dtype=bool)
@@ -490,12 +493,36 @@ def render_hair(
             vrgb, valpha = _splat(pts[fine], seg_cols[fine], (h, w), min(width_px * 0.45, 0.9) * 0.7)
             rgb = vrgb + rgb * (1.0 - valpha)[..., None]
             alpha = valpha + alpha * (1.0 - valpha)
+        if long_hair > 0.0:
+            # Long hair is many layers deep: under the drawn strands lies a dark under-layer of
+            # shadowed hair (lock-shaded), so the scalp does not show through a full head of it.
+            under = _under_layer(kept, alpha, long_hair, 1.5 / mmpp)
+            if under is not None:
+                tone = cols[~fine].mean(axis=0) if (~fine).any() else cols.mean(axis=0)
+                lum = np.float32(0.42) * np.clip(1.0 + np.float32(0.35) * shade, 0.4, 1.4)
+                col = (lum[..., None] * tone.astype(np.float32)[None, None, :]) * under[..., None]
+                rgb = rgb + col * (1.0 - alpha)[..., None]
+                alpha = alpha + under * (1.0 - alpha)
     # The label: kept region plus skin that strands cover densely.
     spacing_px = 1.0 / math.sqrt(max(spec.density, 1e-3)) / mmpp
     ksz = int(min(31, max(3, 2 * int(spacing_px) + 1)))
     cover = cv2.blur(alpha, (ksz, ksz), borderType=cv2.BORDER_REFLECT)
     label = np.maximum(kept, cover * np.float32(0.5 / 0.3))
     return HairLayers(rgb, alpha, label.astype(np.float32), kept.astype(np.float32))
+
+
+def _under_layer(kept: np.ndarray, strands: np.ndarray, long_hair: float, sigma_px: float) -> np.ndarray | None:
+    """Coverage 0..1 of long hair's dark under-layer.
+
+    It lies where hair is kept and the drawn strands are (their coverage blurred over
+    ``sigma_px``, full from 0.5), up to 0.98 x how long the hair is, so a full head of
+    long hair hides the scalp while thin or parted hair still shows it.
+    """
+    under = smoothstep((kept - np.float32(0.5)) * np.float32(4.0) + np.float32(0.5))
+    if not under.any():
+        return None
+    dense = np.clip(blur(strands, sigma_px) * np.float32(2.0), 0.0, 1.0)
+    return (under * dense * np.float32(0.98 * long_hair)).astype(np.float32)
 
 
 def _grow(

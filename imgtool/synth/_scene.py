@@ -953,6 +953,23 @@ def _scalp(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
     fwd = smoothstep((np.float32(crown[1] - 10) - c.yy) * np.float32(1.0 / 60.0))
     fy = fy * (1.0 - fwd) - fwd * np.float32(1.0)
     fx = fx * (1.0 - fwd) + fwd * np.float32(rng.uniform(-0.4, 0.4)) + np.float32(0.15) * noise(rng, shape, c.mm(40))
+    if rng.random() < 0.5:
+        # A parting (centre or side) from the frontal hairline back towards the crown: the
+        # hair is combed away from it on both sides (so a line of scalp shows between them).
+        part_u = float(rng.uniform(-0.4, 0.4) * a)
+        part_end = float(rng.uniform(0.3, 0.8) * crown[1])  # mm behind the middle
+        vmm = v * np.float32(b)
+        du = u * np.float32(a) - np.float32(part_u)
+        along = smoothstep((np.float32(part_end) - vmm) * np.float32(1.0 / 15.0))
+        near = 1.0 - smoothstep((np.abs(du) - np.float32(25.0)) * np.float32(1.0 / 45.0))
+        wgt = along * near
+        side = np.where(du >= 0, np.float32(1.0), np.float32(-1.0))
+        # Away from the part and a little back, in canvas axes.
+        px = side * np.float32(ca) - np.float32(0.35) * np.float32(-sa)
+        py = side * np.float32(sa) - np.float32(0.35) * np.float32(ca)
+        pn = np.float32(1.0 / math.sqrt(1.0 + 0.35 * 0.35))
+        fx = fx * (1.0 - wgt) + wgt * px * pn
+        fy = fy * (1.0 - wgt) + wgt * py * pn
     flow = _flow_from_angle_field(fx, fy)
     # Shade of the ears on the head and where the neck meets it; a sun-exposed vertex
     # (tanned, most on a bald head) and pinker ears.

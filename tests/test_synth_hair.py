@@ -177,3 +177,26 @@ def test_long_hair_hides_the_scalp_under_it_and_short_hair_does_not():
     # Bald (nothing kept): no under-layer either.
     bald = render_hair(_spec(120.0, density=1.0, seed=3), fr, body, np.zeros(shape, np.float32), HairState(level=-1.0))
     assert bald.alpha.max() == 0.0
+
+
+def test_whole_face_has_two_open_eyes_labelled_background():
+    """The eyes are holes in the skin (label 0), painted with sclera, iris and pupil."""
+    import cv2
+
+    from imgtool.synth import render_photo
+
+    opts = SynthOptions(views=("face",), close_up=0.0, lesions=(0, 0), distractors=0.0)
+    image, labels = render_photo(4, size=(384, 384), options=opts)
+    n, comp, stats, _ = cv2.connectedComponentsWithStats((labels == 0).astype(np.uint8), connectivity=4)
+    h, w = labels.shape
+    holes = [i for i in range(1, n) if stats[i, 0] > 0 and stats[i, 1] > 0 and stats[i, 0] + stats[i, 2] < w and stats[i, 1] + stats[i, 3] < h and stats[i, 4] > 50]
+    assert len(holes) == 2, [tuple(stats[i]) for i in range(1, n)]
+    for i in holes:
+        x, y, bw, bh, area = stats[i]
+        assert 2.0 < bw / bh < 5.0  # an almond, wider than high
+        eye = image[comp == i].astype(np.float32).mean(axis=1)
+        # Light sclera and a dark pupil inside each opening.
+        assert np.percentile(eye, 90) > 120 and eye.min() < 50
+    # Side by side (the camera tilts the line between them by a few degrees), one each side of the middle.
+    (x0, y0), (x1, y1) = sorted((stats[i, 0] + stats[i, 2] / 2, stats[i, 1] + stats[i, 3] / 2) for i in holes)
+    assert abs(y1 - y0) < 0.2 * (x1 - x0) and x0 < w / 2 < x1

@@ -200,3 +200,17 @@ def test_whole_face_has_two_open_eyes_labelled_background():
     # Side by side (the camera tilts the line between them by a few degrees), one each side of the middle.
     (x0, y0), (x1, y1) = sorted((stats[i, 0] + stats[i, 2] / 2, stats[i, 1] + stats[i, 3] / 2) for i in holes)
     assert abs(y1 - y0) < 0.2 * (x1 - x0) and x0 < w / 2 < x1
+
+
+def test_long_hairs_under_layer_fades_out_towards_the_hairline():
+    """No hard dark edge at a hairline: the under-layer rises from 0 to full over about 4 mm."""
+    from imgtool.synth._hair import _under_layer
+
+    shape = (40, 200)
+    kept = np.zeros(shape, np.float32)
+    kept[:, 100:] = 1.0  # hair from column 100 on (0.1 mm per pixel)
+    under = _under_layer(kept, np.ones(shape, np.float32), 1.0, 15.0, 4.0 / MMPP)[20]
+    assert under[:95].max() < 0.02  # none on the bald side
+    assert under[100] < 0.1 and under[110] < 0.6  # thin at the hairline and 1 mm in
+    assert under[145] > 0.9 and under[190] > 0.95  # full 4.5 mm in
+    assert (np.diff(under[100:190]) >= -1e-6).all()

@@ -496,7 +496,7 @@ def render_hair(
         if long_hair > 0.0:
             # Long hair is many layers deep: under the drawn strands lies a dark under-layer of
             # shadowed hair (lock-shaded), so the scalp does not show through a full head of it.
-            under = _under_layer(kept, alpha, long_hair, 1.5 / mmpp)
+            under = _under_layer(kept, alpha, long_hair, 1.5 / mmpp, 4.0 / mmpp)
             if under is not None:
                 tone = cols[~fine].mean(axis=0) if (~fine).any() else cols.mean(axis=0)
                 lum = np.float32(0.42) * np.clip(1.0 + np.float32(0.35) * shade, 0.4, 1.4)
@@ -511,18 +511,23 @@ def render_hair(
     return HairLayers(rgb, alpha, label.astype(np.float32), kept.astype(np.float32))
 
 
-def _under_layer(kept: np.ndarray, strands: np.ndarray, long_hair: float, sigma_px: float) -> np.ndarray | None:
+def _under_layer(kept: np.ndarray, strands: np.ndarray, long_hair: float, sigma_px: float, fade_px: float) -> np.ndarray | None:
     """Coverage 0..1 of long hair's dark under-layer.
 
     It lies where hair is kept and the drawn strands are (their coverage blurred over
     ``sigma_px``, full from 0.5), up to 0.98 x how long the hair is, so a full head of
-    long hair hides the scalp while thin or parted hair still shows it.
+    long hair hides the scalp while thin or parted hair still shows it. Towards a
+    hairline (the edge of the kept region: the frontal hairline, a bald patch) it fades
+    out over ``fade_px`` (about 4 mm), so the hair thins out there instead of ending in
+    a hard dark edge.
     """
-    under = smoothstep((kept - np.float32(0.5)) * np.float32(4.0) + np.float32(0.5))
-    if not under.any():
+    inside = (kept >= np.float32(0.5)).astype(np.float32)
+    if not inside.any():
         return None
+    # A blur of the region with sigma fade/2 is 0.5 on its edge and ~0.98 at fade inside.
+    fade = smoothstep((blur(inside, 0.5 * fade_px) - np.float32(0.5)) * np.float32(2.1))
     dense = np.clip(blur(strands, sigma_px) * np.float32(2.0), 0.0, 1.0)
-    return (under * dense * np.float32(0.98 * long_hair)).astype(np.float32)
+    return (fade * dense * np.float32(0.98 * long_hair)).astype(np.float32)
 
 
 def _grow(

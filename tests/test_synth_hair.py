@@ -157,7 +157,7 @@ def test_one_hair_colour_per_head_no_strand_much_lighter_than_the_base(monkeypat
         for seed in (1, 2):
             layers = render_hair(_spec(length, colour_name=colour, seed=seed), fr, _flat_body(shape, 0.4), np.zeros(shape, np.float32), HairState(level=1.0))
             base = _hair.srgb_to_linear(_hair.HAIR_COLOURS[colour]).astype(np.float32)
-            assert layers.alpha.mean() > 0.2
+            assert layers.alpha.mean() > 0.1
             assert (layers.rgb <= layers.alpha[..., None] * base * np.float32(_hair._MAX_LIGHTER) + 1e-5).all()
             # ... and the head is not uniformly flat either: locks and partings are darker.
             lum = layers.rgb[..., 1][layers.alpha > 0.8] / layers.alpha[layers.alpha > 0.8]

@@ -386,7 +386,7 @@ def render_hair(
     u = rng.random(n)
     length = spec.length_mm * rng.lognormal(0.0, 0.3 * math.log(2.0), n) / mmpp
     lie = rng.uniform(0.6, 1.0, n)  # hairs leave the skin at an angle: projected length is shorter
-    bright = rng.lognormal(0.0, 0.2 * math.log(2.0), n)
+    bright = rng.lognormal(-0.05, 0.4 * math.log(2.0), n)
     white = rng.random(n) < spec.grey
     jitter = rng.normal(0.0, spec.spread, n_units)[unit] + rng.normal(0.0, 0.3 * spec.spread, n)
     curl = spec.curl * rng.normal(1.0, 0.25, n)
@@ -413,6 +413,8 @@ def render_hair(
     wave_amp = rng.uniform(0.1, 0.5)
     wave_len = rng.uniform(8.0, 25.0) / mmpp
     wave_phase = noise(rng, (h, w), max(2.0, 2.0 * lock_mm / mmpp))
+    # Strands differ in how much of the broad band they catch (it is made of single glints).
+    catch = rng.uniform(0.2, 1.8, n)
 
     # Long hair lies in locks with partings and shines in bands; short hair stands apart and is duller.
     long_hair = min(1.0, max(0.0, (spec.length_mm - 10.0) / 30.0))
@@ -449,7 +451,7 @@ def render_hair(
         side = 0.1 + 0.2 * long_hair
         gap = (1.0 - depth + depth * smoothstep(c_abs * (1.0 / 0.25))) * (1.0 - side + side * smoothstep(c_abs * (1.0 / 0.7)))
         sh = _sample(shade, roots[sel]).astype(np.float64)
-        lock_shade = np.clip(1.0 + np.where(sh > 0.0, 0.06, 0.15 + 0.45 * long_hair) * sh, 0.3, _MAX_LIGHTER)
+        lock_shade = np.clip(1.0 + np.where(sh > 0.0, 0.08, 0.35 + 0.55 * long_hair) * sh, 0.3, _MAX_LIGHTER)
         cols = cols * (lock_shade * gap)[:, None]
         cols = np.where(white[sel, None], _WHITE[None, :] * np.clip(bright[sel, None], 0.75, 1.1), cols)
         # Regrowth is vellus-like: fine, short and lighter than the terminal hair.
@@ -482,7 +484,7 @@ def render_hair(
         seg_cols = seg_cols + shine * (prim[..., None] * 0.9 + sec[..., None] * 1.5 * cols[:, None, :])
         # One broad highlight band across the hair mass: Kajiya-Kay of the combed direction
         # (the flow field with the relief's rise, smooth over the head) with a low exponent.
-        band = _band(mid, body, light3, band_exp)
+        band = _band(mid, body, light3, band_exp) * catch[sel, None]
         seg_cols = seg_cols + band_gain * band[..., None] * (0.55 * _WHITE[None, None, :] + 0.45 * np.maximum(cols[:, None, :], 0.02))
         seg_cols = np.clip(seg_cols, 0.0, 1.0)
         width_px = spec.width_mm / mmpp * math.sqrt(boost)
@@ -499,7 +501,7 @@ def render_hair(
             under = _under_layer(kept, alpha, long_hair, 1.5 / mmpp, 4.0 / mmpp)
             if under is not None:
                 tone = cols[~fine].mean(axis=0) if (~fine).any() else cols.mean(axis=0)
-                lum = np.float32(0.42) * np.clip(1.0 + np.float32(0.35) * shade, 0.4, 1.4)
+                lum = np.float32(0.3) * np.clip(1.0 + np.float32(0.35) * shade, 0.4, 1.4)
                 col = (lum[..., None] * tone.astype(np.float32)[None, None, :]) * under[..., None]
                 rgb = rgb + col * (1.0 - alpha)[..., None]
                 alpha = alpha + under * (1.0 - alpha)

@@ -214,3 +214,15 @@ def test_long_hairs_under_layer_fades_out_towards_the_hairline():
     assert under[100] < 0.1 and under[110] < 0.6  # thin at the hairline and 1 mm in
     assert under[145] > 0.9 and under[190] > 0.95  # full 4.5 mm in
     assert (np.diff(under[100:190]) >= -1e-6).all()
+
+
+def test_grey_strands_stay_white_in_dark_hair(monkeypatch):
+    """The cap on lighter strands holds for the head's own colour only: greying strands stay white."""
+    from imgtool.synth import _hair
+
+    shape = (160, 160)
+    fr = Framing("scalp", MMPP, (0.0, 0.0), True, shape)
+    body = _flat_body(shape, 0.4)
+    dark = render_hair(_spec(8.0, grey=0.0), fr, body, np.zeros(shape, np.float32), HairState(level=1.0))
+    grey = render_hair(_spec(8.0, grey=0.5), fr, body, np.zeros(shape, np.float32), HairState(level=1.0))
+    assert grey.rgb.mean() > 5.0 * dark.rgb.mean()

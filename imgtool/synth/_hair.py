@@ -472,8 +472,9 @@ def render_hair(
         if colour_texture is None:
             # No strand is more than _MAX_LIGHTER times the head's colour (before the sheen):
             # no orange or bright streaks in a head of hair.
+            # White (greying) and regrown strands keep their own colour.
             terminal = ~(white[sel] | new[sel])
-            cap = np.where(terminal[:, None], _MAX_LIGHTER, 10.0)[..., None] * base_col[None, None, :]
+            cap = np.where(terminal[:, None, None], _MAX_LIGHTER * base_col[None, None, :], np.inf)
             seg_cols = np.minimum(seg_cols, cap)
         lx, ly = float(light[0]), float(light[1])
         arc = (np.arange(k, dtype=np.float64) + 0.5)[None, :] * (length[sel] / k)[:, None]

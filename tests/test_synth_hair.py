@@ -192,7 +192,7 @@ def test_whole_face_has_two_open_eyes_labelled_background():
     holes = [i for i in range(1, n) if stats[i, 0] > 0 and stats[i, 1] > 0 and stats[i, 0] + stats[i, 2] < w and stats[i, 1] + stats[i, 3] < h and stats[i, 4] > 50]
     assert len(holes) == 2, [tuple(stats[i]) for i in range(1, n)]
     for i in holes:
-        x, y, bw, bh, area = stats[i]
+        bw, bh = stats[i, 2], stats[i, 3]
         assert 2.0 < bw / bh < 5.0  # an almond, wider than high
         eye = image[comp == i].astype(np.float32).mean(axis=1)
         # Light sclera and a dark pupil inside each opening.
@@ -216,10 +216,8 @@ def test_long_hairs_under_layer_fades_out_towards_the_hairline():
     assert (np.diff(under[100:190]) >= -1e-6).all()
 
 
-def test_grey_strands_stay_white_in_dark_hair(monkeypatch):
+def test_grey_strands_stay_white_in_dark_hair():
     """The cap on lighter strands holds for the head's own colour only: greying strands stay white."""
-    from imgtool.synth import _hair
-
     shape = (160, 160)
     fr = Framing("scalp", MMPP, (0.0, 0.0), True, shape)
     body = _flat_body(shape, 0.4)

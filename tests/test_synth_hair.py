@@ -143,3 +143,84 @@ def test_a_ruler_lying_on_the_head_hides_the_hair_under_it():
     under = (scene.occluder > 0.999) & (scene.body.coverage > 0.5)
     # Under the ruler the canvas is the ruler (composited into the background), not strands.
     np.testing.assert_allclose(visit.colour[under], scene.background[under], atol=1e-6)
+
+
+def test_one_hair_colour_per_head_no_strand_much_lighter_than_the_base(monkeypatch):
+    """Without highlights, no strand or lock is more than 1.12x lighter than the head's colour."""
+    from imgtool.synth import _hair
+
+    monkeypatch.setattr(_hair, "_sheen", lambda pts, *a: (np.zeros((pts.shape[0], pts.shape[1] - 1)),) * 2)
+    monkeypatch.setattr(_hair, "_band", lambda mid, *a: np.zeros(mid.shape[:2]))
+    shape = (160, 160)
+    fr = Framing("scalp", MMPP, (0.0, 0.0), True, shape)
+    for colour, length in (("brown", 60.0), ("auburn", 8.0), ("dark_brown", 30.0)):
+        for seed in (1, 2):
+            layers = render_hair(_spec(length, colour_name=colour, seed=seed), fr, _flat_body(shape, 0.4), np.zeros(shape, np.float32), HairState(level=1.0))
+            base = _hair.srgb_to_linear(_hair.HAIR_COLOURS[colour]).astype(np.float32)
+            assert layers.alpha.mean() > 0.1
+            assert (layers.rgb <= layers.alpha[..., None] * base * np.float32(_hair._MAX_LIGHTER) + 1e-5).all()
+            # ... and the head is not uniformly flat either: locks and partings are darker.
+            lum = layers.rgb[..., 1][layers.alpha > 0.8] / layers.alpha[layers.alpha > 0.8]
+            assert np.percentile(lum, 10) < 0.85 * base[1]
+
+
+def test_long_hair_hides_the_scalp_under_it_and_short_hair_does_not():
+    """A full head of long hair covers ~98 % of the scalp (a dark under-layer under the strands)."""
+    shape = (200, 200)
+    fr = Framing("scalp", MMPP, (0.0, 0.0), True, shape)
+    body = _flat_body(shape, 0.7)
+    inner = (slice(40, 160), slice(40, 160))
+    long_ = render_hair(_spec(120.0, density=1.0, seed=3), fr, body, np.zeros(shape, np.float32), HairState(level=1.0))
+    assert long_.alpha[inner].mean() > 0.96
+    short = render_hair(_spec(4.0, density=1.0, seed=3), fr, body, np.zeros(shape, np.float32), HairState(level=1.0))
+    assert short.alpha[inner].mean() < 0.9
+    # Bald (nothing kept): no under-layer either.
+    bald = render_hair(_spec(120.0, density=1.0, seed=3), fr, body, np.zeros(shape, np.float32), HairState(level=-1.0))
+    assert bald.alpha.max() == 0.0
+
+
+def test_whole_face_has_two_open_eyes_labelled_background():
+    """The eyes are holes in the skin (label 0), painted with sclera, iris and pupil."""
+    import cv2
+
+    from imgtool.synth import render_photo
+
+    opts = SynthOptions(views=("face",), close_up=0.0, lesions=(0, 0), distractors=0.0)
+    image, labels = render_photo(4, size=(384, 384), options=opts)
+    n, comp, stats, _ = cv2.connectedComponentsWithStats((labels == 0).astype(np.uint8), connectivity=4)
+    h, w = labels.shape
+    holes = [i for i in range(1, n) if stats[i, 0] > 0 and stats[i, 1] > 0 and stats[i, 0] + stats[i, 2] < w and stats[i, 1] + stats[i, 3] < h and stats[i, 4] > 50]
+    assert len(holes) == 2, [tuple(stats[i]) for i in range(1, n)]
+    for i in holes:
+        bw, bh = stats[i, 2], stats[i, 3]
+        assert 2.0 < bw / bh < 5.0  # an almond, wider than high
+        eye = image[comp == i].astype(np.float32).mean(axis=1)
+        # Light sclera and a dark pupil inside each opening.
+        assert np.percentile(eye, 90) > 120 and eye.min() < 50
+    # Side by side (the camera tilts the line between them by a few degrees), one each side of the middle.
+    (x0, y0), (x1, y1) = sorted((stats[i, 0] + stats[i, 2] / 2, stats[i, 1] + stats[i, 3] / 2) for i in holes)
+    assert abs(y1 - y0) < 0.2 * (x1 - x0) and x0 < w / 2 < x1
+
+
+def test_long_hairs_under_layer_fades_out_towards_the_hairline():
+    """No hard dark edge at a hairline: the under-layer rises from 0 to full over about 4 mm."""
+    from imgtool.synth._hair import _under_layer
+
+    shape = (40, 200)
+    kept = np.zeros(shape, np.float32)
+    kept[:, 100:] = 1.0  # hair from column 100 on (0.1 mm per pixel)
+    under = _under_layer(kept, np.ones(shape, np.float32), 1.0, 15.0, 4.0 / MMPP)[20]
+    assert under[:95].max() < 0.02  # none on the bald side
+    assert under[100] < 0.1 and under[110] < 0.6  # thin at the hairline and 1 mm in
+    assert under[145] > 0.9 and under[190] > 0.95  # full 4.5 mm in
+    assert (np.diff(under[100:190]) >= -1e-6).all()
+
+
+def test_grey_strands_stay_white_in_dark_hair():
+    """The cap on lighter strands holds for the head's own colour only: greying strands stay white."""
+    shape = (160, 160)
+    fr = Framing("scalp", MMPP, (0.0, 0.0), True, shape)
+    body = _flat_body(shape, 0.4)
+    dark = render_hair(_spec(8.0, grey=0.0), fr, body, np.zeros(shape, np.float32), HairState(level=1.0))
+    grey = render_hair(_spec(8.0, grey=0.5), fr, body, np.zeros(shape, np.float32), HairState(level=1.0))
+    assert grey.rgb.mean() > 5.0 * dark.rgb.mean()

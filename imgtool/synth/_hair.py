@@ -15,7 +15,10 @@ white, as regrowth is.
 
 Strands grow in follicular units of 1-3 hairs, in locks, along the body's flow field and
 lying on its relief (foreshortened on slopes, hanging out of sight past the outline);
-their colour darkens towards the root and carries Kajiya-Kay highlights.
+their colour darkens towards the root and carries Kajiya-Kay highlights. A head has one
+hair colour: locks only darken (at their sides, in partings, where they overlap) or
+lighten a little (at most ``_MAX_LIGHTER``), and one broad sheen band runs across the
+hair mass.
 """
 
 from __future__ import annotations
@@ -235,6 +238,8 @@ class HairLayers:
 #: Hairs per follicular unit (scalp and beard hair grows in units of 1-3 hairs).
 _UNIT_SIZES = np.array([1, 2, 3])
 _UNIT_P = np.array([0.3, 0.5, 0.2])
+#: A strand is at most this many times lighter than the head's hair colour (before highlights).
+_MAX_LIGHTER = 1.12
 #: Total strand length (canvas px) drawn per photo at most.
 _MAX_STRAND_PX = 4e6
 
@@ -305,6 +310,24 @@ def _sheen(pts: np.ndarray, height: np.ndarray, wave: np.ndarray, light: np.ndar
     return power(s1.astype(np.float32), exponent // 2).astype(np.float64), power(s2.astype(np.float32), exponent // 4).astype(np.float64)
 
 
+def _band(pts: np.ndarray, body: Body, light: np.ndarray, exponent: int) -> np.ndarray:
+    """The broad sheen band of a head of hair at points ``(N, K, 2)``, 0..1.
+
+    Kajiya-Kay of the combed direction (the body's flow field, rising with the relief
+    along it) rather than of each strand: smooth over the head, so it forms one band
+    across the hair mass (a ring round the crown on a dome) instead of glints.
+    """
+    f = _sample(body.flow, pts).astype(np.float64)
+    a = _sample(body.height, pts + f).astype(np.float64)
+    b = _sample(body.height, pts - f).astype(np.float64)
+    tz = 0.5 * (a - b)
+    hx, hy, hz = light[0], light[1], light[2] + 1.0
+    hn = math.sqrt(hx * hx + hy * hy + hz * hz)
+    c = (f[..., 0] * hx + f[..., 1] * hy + tz * hz) / (np.sqrt(1.0 + tz * tz) * hn)
+    s = np.maximum(1.0 - c * c, 0.0).astype(np.float32)
+    return power(s, exponent).astype(np.float64)
+
+
 def render_hair(
     spec: HairSpec,
     framing: Framing,
@@ -320,9 +343,11 @@ def render_hair(
 
     Strands grow from follicular units of 1-3 hairs along the body's flow field, in
     locks (neighbouring strands share direction, curl and cut length); each strand is
-    darker at the root (shadowed by the hair above it) and lighter at the tip, locks
-    differ in shade, and Kajiya-Kay highlights run across locks where the strands lie
-    across the light. A few flyaways stray from the flow. Hair that is new at this
+    darker at the root (shadowed by the hair above it) and a little lighter at the tip,
+    locks differ in shade (at most ``_MAX_LIGHTER`` times lighter than the head's
+    colour) and darken at their sides and where they overlap, Kajiya-Kay highlights run
+    across locks where the strands lie across the light, and one broad sheen band
+    crosses the hair mass. A few flyaways stray from the flow. Hair that is new at this
     visit (regrowth) is short, thin and light (vellus-like), or white.
 
     Parameters
@@ -361,7 +386,7 @@ def render_hair(
     u = rng.random(n)
     length = spec.length_mm * rng.lognormal(0.0, 0.3 * math.log(2.0), n) / mmpp
     lie = rng.uniform(0.6, 1.0, n)  # hairs leave the skin at an angle: projected length is shorter
-    bright = rng.lognormal(0.0, 0.2 * math.log(2.0), n)
+    bright = rng.lognormal(-0.05, 0.4 * math.log(2.0), n)
     white = rng.random(n) < spec.grey
     jitter = rng.normal(0.0, spec.spread, n_units)[unit] + rng.normal(0.0, 0.3 * spec.spread, n)
     curl = spec.curl * rng.normal(1.0, 0.25, n)
@@ -373,7 +398,9 @@ def render_hair(
     light = rng.normal(0.0, 0.35, 2)
     exponent = int(rng.choice([32, 64, 128]))
     shine = rng.uniform(0.05, 0.2)
-    tip_light = rng.uniform(0.0, 0.35)
+    tip_light = rng.uniform(0.0, 0.12)
+    band_gain = rng.uniform(0.1, 0.3)
+    band_exp = int(rng.choice([4, 8, 16]))
     # Neighbouring hairs lie together (locks), curl together and are cut to similar lengths.
     lock_mm = rng.uniform(3.0, 10.0) * (1.0 if spec.length_mm > 15.0 else 0.5)
     clump = noise(rng, (h, w), max(2.0, lock_mm / mmpp))
@@ -386,11 +413,17 @@ def render_hair(
     wave_amp = rng.uniform(0.1, 0.5)
     wave_len = rng.uniform(8.0, 25.0) / mmpp
     wave_phase = noise(rng, (h, w), max(2.0, 2.0 * lock_mm / mmpp))
+    # Strands differ in how much of the broad band they catch (it is made of single glints).
+    catch = rng.uniform(0.2, 1.8, n)
 
     # Long hair lies in locks with partings and shines in bands; short hair stands apart and is duller.
     long_hair = min(1.0, max(0.0, (spec.length_mm - 10.0) / 30.0))
     wave_amp *= long_hair
     shine *= 0.3 + 0.7 * long_hair
+    band_gain *= 0.25 + 0.75 * long_hair
+    # Strands of a long lock lie parallel: little scatter of their own around the lock's direction.
+    jitter = jitter * (1.0 - 0.7 * long_hair)
+    wobble = wobble * (1.0 - 0.6 * long_hair)
     rho = _sample(kept, roots).astype(np.float64) if n else np.zeros(0)
     active = (rho >= 0.5) & (u < rho)
     new = np.zeros(n, dtype=bool)
@@ -409,29 +442,51 @@ def render_hair(
         if colour_texture is not None:
             cols = _sample(colour_texture, roots[sel]).astype(np.float64)
         else:
-            cols = np.clip(base_col[None, :] * bright[sel, None], 0.0, 1.0)
-        # Lock shade, and deep shade in the partings between locks (where the lock field changes sign).
-        # Short hair stands apart: only long hair forms locks with partings.
+            cols = base_col[None, :] * bright[sel, None]
+        # One colour per head: locks differ in shade (darker far more than lighter), darken
+        # towards their sides and deeply in the partings between them (where the lock field
+        # changes sign). Short hair stands apart: only long hair forms locks with partings.
         depth = 0.75 * long_hair
-        gap = 1.0 - depth + depth * smoothstep(np.abs(_sample(clump, roots[sel]).astype(np.float64)) * (1.0 / 0.25))
-        lock_shade = np.clip(1.0 + (0.15 + 0.55 * long_hair) * _sample(shade, roots[sel]), 0.25, 1.8)
+        c_abs = np.abs(_sample(clump, roots[sel]).astype(np.float64))
+        side = 0.1 + 0.2 * long_hair
+        gap = (1.0 - depth + depth * smoothstep(c_abs * (1.0 / 0.25))) * (1.0 - side + side * smoothstep(c_abs * (1.0 / 0.7)))
+        sh = _sample(shade, roots[sel]).astype(np.float64)
+        lock_shade = np.clip(1.0 + np.where(sh > 0.0, 0.08, 0.35 + 0.55 * long_hair) * sh, 0.3, _MAX_LIGHTER)
         cols = cols * (lock_shade * gap)[:, None]
         cols = np.where(white[sel, None], _WHITE[None, :] * np.clip(bright[sel, None], 0.75, 1.1), cols)
         # Regrowth is vellus-like: fine, short and lighter than the terminal hair.
         cols = np.where(new[sel, None] & ~white[sel, None], cols + 0.5 * (_WHITE[None, :] * 0.8 - cols), cols)
         pts = _grow(roots[sel], length[sel], body, jitter[sel], curl[sel], wobble[sel], stray[sel], stray_turn[sel], clump, lock_curl)
         k = pts.shape[1] - 1
-        # Along the strand: shadowed roots (more so under long hair), lighter tips.
+        # Along the strand: shadowed roots (more so under long hair), a little lighter tips.
         s = (np.arange(k, dtype=np.float64) + 0.5) / k
         root_dark = 0.8 - 0.4 * long_hair
         along = root_dark + (1.0 - root_dark) * np.minimum(s * 2.0, 1.0) + tip_light * s * s
         seg_cols = cols[:, None, :] * along[None, :, None]
+        # Where a strand has left its lock's side of a parting it lies over (or under) the
+        # neighbouring lock: locks darken where they overlap.
+        mid = 0.5 * (pts[:, 1:] + pts[:, :-1])
+        own = _sample(clump, roots[sel]) >= 0.0
+        crossed = (_sample(clump, mid) >= 0.0) != own[:, None]
+        seg_cols = seg_cols * np.where(crossed, 1.0 - 0.25 * long_hair - 0.1, 1.0)[..., None]
+        if colour_texture is None:
+            # No strand is more than _MAX_LIGHTER times the head's colour (before the sheen):
+            # no orange or bright streaks in a head of hair.
+            # White (greying) and regrown strands keep their own colour.
+            terminal = ~(white[sel] | new[sel])
+            cap = np.where(terminal[:, None, None], _MAX_LIGHTER * base_col[None, None, :], np.inf)
+            seg_cols = np.minimum(seg_cols, cap)
         lx, ly = float(light[0]), float(light[1])
         arc = (np.arange(k, dtype=np.float64) + 0.5)[None, :] * (length[sel] / k)[:, None]
         x = arc / wave_len + _sample(wave_phase, roots[sel]).astype(np.float64)[:, None]
         wave = wave_amp * (4.0 * np.abs(x - np.floor(x + 0.5)) - 1.0)
-        prim, sec = _sheen(pts, body.height, wave, np.array([lx, ly, math.sqrt(max(1.0 - lx * lx - ly * ly, 0.2))]), exponent)
+        light3 = np.array([lx, ly, math.sqrt(max(1.0 - lx * lx - ly * ly, 0.2))])
+        prim, sec = _sheen(pts, body.height, wave, light3, exponent)
         seg_cols = seg_cols + shine * (prim[..., None] * 0.9 + sec[..., None] * 1.5 * cols[:, None, :])
+        # One broad highlight band across the hair mass: Kajiya-Kay of the combed direction
+        # (the flow field with the relief's rise, smooth over the head) with a low exponent.
+        band = _band(mid, body, light3, band_exp) * catch[sel, None]
+        seg_cols = seg_cols + band_gain * band[..., None] * (0.55 * _WHITE[None, None, :] + 0.45 * np.maximum(cols[:, None, :], 0.02))
         seg_cols = np.clip(seg_cols, 0.0, 1.0)
         width_px = spec.width_mm / mmpp * math.sqrt(boost)
         opacity = 0.75 if spec.colour_name in ("blond", "light_blond") else 0.92
@@ -441,12 +496,41 @@ def render_hair(
             vrgb, valpha = _splat(pts[fine], seg_cols[fine], (h, w), min(width_px * 0.45, 0.9) * 0.7)
             rgb = vrgb + rgb * (1.0 - valpha)[..., None]
             alpha = valpha + alpha * (1.0 - valpha)
+        if long_hair > 0.0:
+            # Long hair is many layers deep: under the drawn strands lies a dark under-layer of
+            # shadowed hair (lock-shaded), so the scalp does not show through a full head of it.
+            under = _under_layer(kept, alpha, long_hair, 1.5 / mmpp, 4.0 / mmpp)
+            if under is not None:
+                tone = cols[~fine].mean(axis=0) if (~fine).any() else cols.mean(axis=0)
+                lum = np.float32(0.3) * np.clip(1.0 + np.float32(0.35) * shade, 0.4, 1.4)
+                col = (lum[..., None] * tone.astype(np.float32)[None, None, :]) * under[..., None]
+                rgb = rgb + col * (1.0 - alpha)[..., None]
+                alpha = alpha + under * (1.0 - alpha)
     # The label: kept region plus skin that strands cover densely.
     spacing_px = 1.0 / math.sqrt(max(spec.density, 1e-3)) / mmpp
     ksz = int(min(31, max(3, 2 * int(spacing_px) + 1)))
     cover = cv2.blur(alpha, (ksz, ksz), borderType=cv2.BORDER_REFLECT)
     label = np.maximum(kept, cover * np.float32(0.5 / 0.3))
     return HairLayers(rgb, alpha, label.astype(np.float32), kept.astype(np.float32))
+
+
+def _under_layer(kept: np.ndarray, strands: np.ndarray, long_hair: float, sigma_px: float, fade_px: float) -> np.ndarray | None:
+    """Coverage 0..1 of long hair's dark under-layer.
+
+    It lies where hair is kept and the drawn strands are (their coverage blurred over
+    ``sigma_px``, full from 0.5), up to 0.98 x how long the hair is, so a full head of
+    long hair hides the scalp while thin or parted hair still shows it. Towards a
+    hairline (the edge of the kept region: the frontal hairline, a bald patch) it fades
+    out over ``fade_px`` (about 4 mm), so the hair thins out there instead of ending in
+    a hard dark edge.
+    """
+    inside = (kept >= np.float32(0.5)).astype(np.float32)
+    if not inside.any():
+        return None
+    # A blur of the region with sigma fade/2 is 0.5 on its edge and ~0.98 at fade inside.
+    fade = smoothstep((blur(inside, 0.5 * fade_px) - np.float32(0.5)) * np.float32(2.1))
+    dense = np.clip(blur(strands, sigma_px) * np.float32(2.0), 0.0, 1.0)
+    return (fade * dense * np.float32(0.98 * long_hair)).astype(np.float32)
 
 
 def _grow(

@@ -12,7 +12,8 @@ grow and which way it lies, and the background with clothing and other occluders
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -103,6 +104,9 @@ class Body:
     oil_gain : float
         Multiplies the skin's sheen: a bald scalp is oilier (and smoother) than the
         trunk and shines in a broad highlight where the light is.
+    paint : callable, optional
+        Paints extra detail that is not skin into the background (linear RGB, (H, W, 3),
+        returned): the open eyes of a face, whose openings are holes in ``coverage``.
     """
 
     coverage: np.ndarray
@@ -116,6 +120,7 @@ class Body:
     hair_kind: str
     male: bool
     oil_gain: float = 1.0
+    paint: Callable[[np.ndarray], np.ndarray] | None = field(default=None, compare=False, repr=False)
 
 
 class _Canvas:
@@ -953,6 +958,23 @@ def _scalp(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
     fwd = smoothstep((np.float32(crown[1] - 10) - c.yy) * np.float32(1.0 / 60.0))
     fy = fy * (1.0 - fwd) - fwd * np.float32(1.0)
     fx = fx * (1.0 - fwd) + fwd * np.float32(rng.uniform(-0.4, 0.4)) + np.float32(0.15) * noise(rng, shape, c.mm(40))
+    if rng.random() < 0.5:
+        # A parting (centre or side) from the frontal hairline back towards the crown: the
+        # hair is combed away from it on both sides (so a line of scalp shows between them).
+        part_u = float(rng.uniform(-0.4, 0.4) * a)
+        part_end = float(rng.uniform(0.3, 0.8) * crown[1])  # mm behind the middle
+        vmm = v * np.float32(b)
+        du = u * np.float32(a) - np.float32(part_u)
+        along = smoothstep((np.float32(part_end) - vmm) * np.float32(1.0 / 15.0))
+        near = 1.0 - smoothstep((np.abs(du) - np.float32(25.0)) * np.float32(1.0 / 45.0))
+        wgt = along * near
+        side = np.where(du >= 0, np.float32(1.0), np.float32(-1.0))
+        # Away from the part and a little back, in canvas axes.
+        px = side * np.float32(ca) - np.float32(0.35) * np.float32(-sa)
+        py = side * np.float32(sa) - np.float32(0.35) * np.float32(ca)
+        pn = np.float32(1.0 / math.sqrt(1.0 + 0.35 * 0.35))
+        fx = fx * (1.0 - wgt) + wgt * px * pn
+        fy = fy * (1.0 - wgt) + wgt * py * pn
     flow = _flow_from_angle_field(fx, fy)
     # Shade of the ears on the head and where the neck meets it; a sun-exposed vertex
     # (tanned, most on a bald head) and pinker ears.
@@ -971,9 +993,134 @@ def _scalp(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
     return Body(cov, clothing, height.astype(np.float32), tint, hair_base.astype(np.float32), flow, redness, head >= 0.5, "scalp", male, oil_gain)
 
 
+#: Iris colours (sRGB): dark brown, brown, hazel, green, blue, grey.
+_IRIS = {"dark_brown": (0.22, 0.12, 0.06), "brown": (0.38, 0.22, 0.11), "hazel": (0.45, 0.36, 0.17), "green": (0.34, 0.42, 0.27), "blue": (0.36, 0.49, 0.62), "grey": (0.46, 0.50, 0.52)}
+
+
+def _diamond_angle(dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """A monotonic stand-in for the polar angle, 0..4 for a full turn (no trigonometry)."""
+    s = np.abs(dx) + np.abs(dy) + np.float32(1e-6)
+    return np.where(dy >= 0, np.where(dx >= 0, dy / s, 1.0 - dx / s), np.where(dx < 0, 2.0 - dy / s, 3.0 + dx / s)).astype(np.float32)
+
+
+def _eye(
+    rng: np.random.Generator,
+    c: _Canvas,
+    centre: tuple[float, float],
+    side: float,
+    look: dict[str, object],
+    rel: np.ndarray,
+    tint: np.ndarray,
+    lashes: np.ndarray,
+) -> tuple[tuple[slice, slice], np.ndarray, Callable[[np.ndarray], None]] | None:
+    """One open eye, drawn in a small window around it.
+
+    The lid opening (an almond: a fuller upper lid whose highest point is towards the
+    nose, a flatter lower lid, the outer corner a little higher) is returned as
+    coverage of the window (it is cut out of the skin: the eye is neither skin nor
+    hair); the lid crease is added to ``rel`` and darkens ``tint``, and the upper lid's
+    margin is marked in ``lashes`` (where lashes grow). The painter draws the eyeball
+    into the background's window: sclera shaded under the upper lid and towards the
+    corners with a pink caruncle, the iris (radial fibres, a darker limbal ring, a
+    lighter collarette), the pupil, the specular highlight of the light, the dark lash
+    line and the wet lower lid margin.
+
+    Returns
+    -------
+    (rows, cols), opening (h, w) float32, painter — or None when the eye is off the canvas.
+    """
+    ex, ey = centre
+    hw = float(rng.uniform(13.5, 15.5))  # half the palpebral fissure (mm)
+    hu = float(rng.uniform(5.0, 6.5)) * float(look["open"])  # upper lid above the corners' line
+    hl = float(rng.uniform(3.0, 4.2)) * float(look["open"])  # lower lid below it
+    tilt = float(rng.uniform(0.5, 2.0))  # outer corner higher (mm)
+    fib = rng.uniform(-1.0, 1.0, 4 * 40 + 1).astype(np.float32)
+    fib[-1] = fib[0]
+    crease_h = float(rng.uniform(4.0, 8.0))
+    win = c._window(ex - hw - 3.0, ex + hw + 3.0, ey - hu - crease_h - 4.0, ey + hl + 8.0)
+    if win is None:
+        return None
+    rs, cs = win
+    mmpp = c.f.mm_per_px
+    x = c.x[None, cs] - np.float32(ex)
+    y = c.y[rs, None] - np.float32(ey)
+    t = x * np.float32(side / hw)  # -1 at the inner corner, +1 at the outer corner
+    t2 = t * t
+    yc = -np.float32(tilt) * t
+    up_shape = (np.float32(0.5) * (1.0 - t2) + np.float32(0.5) * (1.0 - t2 * t2)) * (1.0 - np.float32(0.12) * t)
+    y_up = yc - np.float32(hu) * up_shape
+    y_lo = yc + np.float32(hl) * (1.0 - t2) * (1.0 + np.float32(0.15) * t)
+    inside = np.minimum(y - y_up, y_lo - y) * np.float32(1.0 / mmpp)
+    opening = np.clip(inside + np.float32(0.5), 0.0, 1.0).astype(np.float32)
+    # Lashes grow on the upper lid's margin, just above the opening.
+    above = (y_up - y) * np.float32(1.0 / 1.2)
+    band = smoothstep(above * np.float32(4.0)) * smoothstep((np.float32(1.0) - above) * np.float32(4.0)) * smoothstep((np.float32(0.97) - np.abs(t)) * np.float32(8.0))
+    lashes[rs, cs] = np.maximum(lashes[rs, cs], band)
+    # The lid crease follows the upper lid a few mm above it; the upper lid is a little darker.
+    dc = (y - (y_up - np.float32(crease_h) * (1.0 - np.float32(0.4) * t2))) * np.float32(1.0 / 2.0)
+    crease = np.maximum(1.0 - dc * dc, 0.0) * smoothstep((np.float32(1.1) - np.abs(t)) * np.float32(4.0))
+    rel[rs, cs] -= np.float32(1.5) * crease
+    lid = smoothstep(np.clip(-dc, 0.0, 4.0) * np.float32(2.0)) * smoothstep(above * np.float32(3.0)) * smoothstep((np.float32(1.1) - np.abs(t)) * np.float32(4.0))
+    lid_col = 1.0 - lid[..., None] * np.array([0.0, 0.04, 0.05], np.float32)[None, None, :]
+    # Below the opening: the lower lid's pinker margin, then a faint shadow under it.
+    bl = (y - y_lo) * np.float32(1.0 / 0.8)
+    margin = np.maximum(1.0 - (bl - np.float32(0.5)) ** 2 * np.float32(4.0), 0.0) * smoothstep((np.float32(1.0) - np.abs(t)) * np.float32(6.0))
+    under = np.maximum(1.0 - ((bl - np.float32(4.0)) * np.float32(1.0 / 3.0)) ** 2, 0.0) * smoothstep((np.float32(1.1) - np.abs(t)) * np.float32(3.0))
+    lid_col = lid_col - margin[..., None] * np.array([0.0, 0.1, 0.1], np.float32)[None, None, :]
+    tint[rs, cs] *= (1.0 - np.float32(0.12) * crease - np.float32(0.06) * lid - np.float32(0.08) * under)[..., None] * lid_col
+
+    iris_rgb = srgb_to_linear(look["iris"]).astype(np.float32)
+    ri = float(look["iris_r"])
+    gx, gy = look["gaze"]
+    ix, iy = float(gx) * hw, float(gy) - 0.2 * hu  # iris centre relative to the eye centre (both eyes look the same way)
+    hx, hy = look["glint"]
+
+    def paint(bg: np.ndarray) -> None:
+        out = bg[rs, cs]
+        # Sclera: off-white, pinker towards the corners, a pink caruncle at the inner corner.
+        sclera = srgb_to_linear((0.80, 0.76, 0.72)).astype(np.float32)
+        pink = srgb_to_linear((0.82, 0.55, 0.52)).astype(np.float32)
+        corner = smoothstep((np.abs(t) - np.float32(0.55)) * np.float32(2.5))
+        col = sclera[None, None, :] + corner[..., None] * (pink - sclera)[None, None, :]
+        car = np.clip(1.0 - ((t + np.float32(0.93)) * np.float32(1.0 / 0.1)) ** 2 - (y - yc) ** 2 * np.float32(1.0 / 4.0), 0.0, 1.0)
+        col = col + car[..., None] * (srgb_to_linear((0.75, 0.38, 0.38)).astype(np.float32) - col)
+        # Iris and pupil.
+        dx = x - np.float32(ix)
+        dy = y - np.float32(iy)
+        r = np.sqrt(dx * dx + dy * dy) * np.float32(1.0 / ri)
+        ang = _diamond_angle(dx, dy) * np.float32(40.0)
+        fibres = np.interp(ang.ravel(), np.arange(fib.size, dtype=np.float32), fib).reshape(ang.shape).astype(np.float32)
+        shade = 1.0 + np.float32(0.28) * fibres * smoothstep((r - np.float32(0.3)) * np.float32(5.0))
+        ring = smoothstep((r - np.float32(0.78)) * np.float32(5.0))  # darker limbus
+        coll = np.maximum(1.0 - ((r - np.float32(0.45)) * np.float32(1.0 / 0.12)) ** 2, 0.0)  # lighter collarette
+        iris = iris_rgb[None, None, :] * (shade * (1.0 - np.float32(0.55) * ring) * (1.0 + np.float32(0.35) * coll))[..., None]
+        in_iris = np.clip((np.float32(1.0) - r) * np.float32(ri / mmpp) + np.float32(0.5), 0.0, 1.0)
+        col = col + in_iris[..., None] * (iris - col)
+        pr = float(look["pupil"])
+        in_pupil = np.clip((np.float32(pr) - r) * np.float32(ri / mmpp) + np.float32(0.5), 0.0, 1.0)
+        col = col * (1.0 - np.float32(0.97) * in_pupil)[..., None]
+        # The upper lid shadows the eyeball; the ball turns away towards the corners.
+        below = (y - y_up) * np.float32(1.0 / 2.5)
+        col = col * ((np.float32(0.35) + np.float32(0.65) * smoothstep(below)) * (1.0 - np.float32(0.35) * t2) * (1.0 - np.float32(0.15) * smoothstep((y - y_lo) * np.float32(1.0 / 1.5) + np.float32(1.0))))[..., None]
+        # Dark lash line along the upper lid, the wet lower lid margin.
+        lash_line = smoothstep((np.float32(0.6) - (y - y_up)) * np.float32(1.0 / 0.35))
+        col = col * (1.0 - np.float32(0.8) * lash_line)[..., None]
+        wet = np.maximum(1.0 - ((y_lo - y - np.float32(0.35)) * np.float32(1.0 / 0.25)) ** 2, 0.0) * (1.0 - t2)
+        col = col + (np.float32(0.12) * wet)[..., None]
+        # The light's reflection on the cornea (same place in both eyes).
+        gdx = dx - np.float32(hx * ri)
+        gdy = dy - np.float32(hy * ri)
+        glint = np.clip((np.float32(0.13 * ri) - np.sqrt(gdx * gdx + gdy * gdy)) * np.float32(1.0 / mmpp) + np.float32(0.5), 0.0, 1.0)
+        col = col + glint[..., None] * (np.float32(1.0) - col)
+        out[...] = col
+
+    return (rs, cs), opening, paint
+
+
 def _face(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int) -> Body:
-    """Regions of the face that carry hair: the brows (with the closed eyelids and their
-    lashes) and the cheeks and jaw (beard). The framing keeps the nose and mouth out."""
+    """Regions of the face that carry hair: the brows (with the open eyes and their lashes)
+    and the cheeks and jaw (beard). The framing keeps the nose and mouth out. The eyes
+    (see :func:`_eye`) are holes in the skin's coverage painted by ``Body.paint``."""
     shape = c.shape
     a = rng.uniform(68, 78)
     b = rng.uniform(100, 112)
@@ -995,17 +1142,30 @@ def _face(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
     eye_ok = np.ones(shape, dtype=bool)
     lashes = np.zeros(shape, dtype=np.float32)
     for s in (1.0, -1.0):
-        rel -= 6.0 * c.bump(s * 34, eye_y - 2, 24, 15)  # eye socket
-        rel += 5.0 * c.bump(s * 34, eye_y + 1, 16, 8)  # the closed eyeball under the lid
-        rel += 4.0 * c.bump(s * 48, eye_y + 32, 30, 18)  # cheekbone
-        rel -= 1.5 * c.ridge((s * 20, eye_y - 6), (s * 48, eye_y - 8), 3.0)  # lid crease
-        for i in range(5):
-            t0, t1 = i / 5, (i + 1) / 5
-            x0, x1 = s * (18 + 32 * t0), s * (18 + 32 * t1)
-            y0 = eye_y + 3.0 * (1 - (2 * t0 - 1) ** 2)
-            y1 = eye_y + 3.0 * (1 - (2 * t1 - 1) ** 2)
-            lashes = np.maximum(lashes, c.ridge((x0, y0), (x1, y1), 1.6))
+        c.bump(s * 34, eye_y - 2, 24, 15, out=rel, amp=-6.0)  # eye socket
+        c.bump(s * 34, eye_y + 1, 16, 8, out=rel, amp=5.0)  # the eyeball under the lids
+        c.bump(s * 48, eye_y + 32, 30, 18, out=rel, amp=4.0)  # cheekbone
         eye_ok &= c.bump(s * 34, eye_y, 26, 12) < 0.05
+    # Open eyes: both look the same way and reflect the light in the same place.
+    if fitz >= 4:
+        iris = ("dark_brown", "brown")[int(rng.choice(2, p=[0.8, 0.2]))]
+    else:
+        iris = ("dark_brown", "brown", "hazel", "green", "blue", "grey")[int(rng.choice(6, p=[0.1, 0.3, 0.15, 0.1, 0.3, 0.05]))]
+    look: dict[str, object] = {
+        "iris": _IRIS[iris],
+        "iris_r": float(rng.uniform(5.6, 6.2)),
+        "pupil": float(rng.uniform(0.28, 0.45)),
+        "gaze": (float(rng.uniform(-0.07, 0.07)), float(rng.uniform(-0.5, 0.5))),
+        "glint": (float(rng.uniform(-0.5, 0.5)), float(rng.uniform(-0.55, -0.15))),
+        "open": float(rng.uniform(0.8, 1.1)),
+    }
+    painters = []
+    for s in (1.0, -1.0):
+        eye = _eye(rng, c, (s * 33.0, eye_y), s, look, rel, tint, lashes)
+        if eye is not None:
+            (rs, cs), opening, painter = eye
+            cov[rs, cs] *= 1.0 - opening
+            painters.append(painter)
     rel -= 3.0 * c.bump(0, eye_y - 4, 10, 14)  # bridge between the eyes
     c.ridge((0, eye_y - 4), (0, eye_y + 60), 12.0, out=rel, amp=8.0)  # the nose's dorsum below it
     for s in (1.0, -1.0):
@@ -1037,7 +1197,7 @@ def _face(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
     # Brows: the medial head points up, the body laterally with the upper hairs pointing down
     # and the lower ones up (they meet along the brow's middle line), the tail laterally and
     # down. Lashes and beard point down; the scalp back.
-    near_eye = np.abs(c.yy - np.float32(eye_y)) < 6
+    near_eye = np.abs(c.yy - np.float32(eye_y - 3.0)) < 6
     t = np.clip((np.abs(c.xx) - np.float32(14.0)) * np.float32(1.0 / 44.0), 0.0, 1.0)
     q = np.float32(2.0) * t - np.float32(0.8)
     rel = np.clip((c.yy - (np.float32(brow_y) - np.float32(arch) * (1.0 - q * q))) * np.float32(1.0 / 5.0), -1.0, 1.0)
@@ -1045,8 +1205,9 @@ def _face(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
     fx = np.sign(c.xx) * np.where(above, np.float32(0.25) + np.float32(1.2) * t, np.float32(1.0))
     brow_fy = np.float32(-1.2) * (1.0 - t) * (1.0 - t) - np.float32(0.45) * rel + np.float32(0.35) * t
     fy = np.where(above, brow_fy, np.float32(1.2)).astype(np.float32) + np.float32(0.2) * noise(rng, shape, c.mm(20))
-    fx = np.where(near_eye, np.float32(0.35) * np.sign(c.xx), fx).astype(np.float32)
-    fy = np.where(near_eye, np.float32(1.0), fy).astype(np.float32)
+    # Upper lashes of open eyes curl up and out over the lid.
+    fx = np.where(near_eye, np.float32(0.45) * np.sign(c.xx), fx).astype(np.float32)
+    fy = np.where(near_eye, np.float32(-1.0), fy).astype(np.float32)
     fy = np.where(c.yy < -b * 0.7, -1.5, fy).astype(np.float32)
     fx = np.where((np.abs(c.xx) < 18) & ~near_eye & ~above, np.float32(0.3) * np.sign(c.xx), fx).astype(np.float32)
     flow = _flow_from_angle_field(fx.astype(np.float32), fy)
@@ -1055,7 +1216,13 @@ def _face(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
         collar = smoothstep((c.yy - np.float32(rng.uniform(150, 200)) - np.float32(0.002) * c.xx * c.xx) * np.float32(1.0 / (1.5 * c.f.mm_per_px)) + 0.5)
         clothing = collar * np.clip(blur(neck, c.mm(15.0)) * 2.0, 0.0, 1.0)
         cov = cov * (1.0 - clothing)
-    return Body(cov, clothing, height.astype(np.float32), tint, hair_base.astype(np.float32), flow, redness, (face >= 0.5) & eye_ok, "face", male)
+
+    def paint(bg: np.ndarray) -> np.ndarray:
+        for p in painters:
+            p(bg)
+        return bg
+
+    return Body(cov, clothing, height.astype(np.float32), tint, hair_base.astype(np.float32), flow, redness, (face >= 0.5) & eye_ok, "face", male, paint=paint if painters else None)
 
 
 # --------------------------------------------------------------------------- background

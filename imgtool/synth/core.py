@@ -298,6 +298,8 @@ def _build_scene(seed: int, photo_shape: tuple[int, int], opts: SynthOptions, rs
     if float(body.clothing.max()) > 0.0:
         cloth = clothing_occluder(r, framing)
         background = background + body.clothing[..., None] * (cloth - background)
+    if body.paint is not None:  # detail that is neither skin nor hair (open eyes)
+        background = body.paint(background)
     skin_cover = body.coverage
     extras: list[str] = []
     occluder = None

@@ -140,6 +140,27 @@ def test_back_spine_groove_is_in_the_shade_of_its_muscles():
     assert found >= 3
 
 
+def test_torso_silhouette_has_no_dark_rim():
+    # Ambient occlusion used to be measured on the whole relief, so the trunk's roll-off
+    # towards its outline read as a crease: a dark band all round the silhouette (rim
+    # tint about 0.5-0.65 of the core's). Only creases and hollows darken now.
+    for view in ("back", "chest"):
+        for seed in range(4):
+            rng = np.random.default_rng(seed)
+            fr = choose_framing(rng, view, (128, 128), False, 1.18)
+            body = build_body(rng, fr, 3)
+            c = _Canvas(fr)
+            inside = (body.coverage + body.clothing >= 0.5).astype(np.uint8)
+            d = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_5) * fr.mm_per_px
+            rows = (c.yy >= -200.0) & (c.yy <= 80.0)  # the trunk between the armpits and the forearms' tan
+            skin = body.coverage >= 0.99
+            g = body.tint[..., 1]
+            rim = g[rows & skin & (d >= 3.0) & (d <= 15.0)]
+            core = g[rows & skin & (d >= 60.0)]
+            assert rim.size > 50 and core.size > 50
+            assert float(np.median(rim)) > 0.9 * float(np.median(core)), (view, seed)
+
+
 def test_whole_leg_views_often_show_both_legs():
     def runs(line: np.ndarray) -> int:
         on = (line >= 0.5).astype(np.int8)

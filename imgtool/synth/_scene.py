@@ -515,6 +515,7 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
     # Arms hang beside the torso, a little away from it; their tops are inside the shoulders.
     arm_cov = np.zeros(shape, dtype=np.float32)
     arm_h = np.zeros(shape, dtype=np.float32)
+    arm_env = np.zeros(shape, dtype=np.float32)  # the arms' plain cylinders (no muscles), for the envelope
     sun = np.zeros(shape, dtype=np.float32)
     redness = np.zeros(shape, dtype=np.float32)
     spread = rng.uniform(0.0, 0.1)
@@ -530,6 +531,7 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
         c.bump(p0[0] + 0.58 * (p1[0] - p0[0]), p0[1] + 0.58 * (p1[1] - p0[1]), 36 * k, 70 * k, out=a_rel, amp=4.0)  # forearm muscles
         a_h = _cylinder_height(arm, c.mm(42 * k), depth=0.9, smooth=0.25)
         arm_h = np.maximum(arm_h, a_h + a_rel * (arm >= 0.5) / np.float32(c.f.mm_per_px))
+        arm_env = np.maximum(arm_env, a_h)
         redness = np.maximum(redness, 0.6 * c.bump(elbow[0], elbow[1], 30 * k, 26 * k))
         # Forearms are sun-exposed.
         sun = np.maximum(sun, arm * smoothstep((c.yy - np.float32(elbow[1] - 40 * k)) * np.float32(1.0 / (60 * k))))
@@ -539,6 +541,11 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
     root = smoothstep((c.yy - np.float32(-150 * k)) * np.float32(1.0 / (70 * k)))
     height = height + root * (merged - height)
     cov = np.maximum(cov, arm_cov)
+    # The rounded envelope of the whole silhouette (trunk and arms as one outline): the
+    # relief minus it is what occludes the sky (creases, grooves, the arm-trunk crease),
+    # not the trunk's and the arms' roll-off towards their outline.
+    env = _cylinder_height(cov, c.mm(185.0 * k * ww), depth=0.62, smooth=0.25)
+    env = env + root * (np.maximum(env, arm_env) - env)
 
     rel = np.zeros(shape, dtype=np.float32)
     tint = np.ones(shape + (3,), dtype=np.float32)
@@ -624,7 +631,7 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
     # waistband and bra strap just remove skin.
     cov_all = cov
     cov, clothing = _occlude_clothing(rng, c, cov, waist_y=rng.uniform(250, 360) * k, strap=(view == "back" and not male and rng.random() < 0.5), k=k, arms=arm_cov)
-    ao = _occlusion(height, cov_all, (c.mm(12.0), c.mm(45.0)), 0.55)
+    ao = _occlusion(height - env, cov_all, (c.mm(12.0), c.mm(45.0)), 0.55)
     # Skin just above clothing lies in its shadow.
     ao *= 1.0 - np.float32(0.3) * blur(clothing, c.mm(6.0))
     tint = _skin_tint(tint, ao, sun, fitz, rng.uniform(0.3, 1.0))

@@ -161,6 +161,29 @@ def test_torso_silhouette_has_no_dark_rim():
             assert float(np.median(rim)) > 0.9 * float(np.median(core)), (view, seed)
 
 
+def test_torso_is_not_mirror_symmetric():
+    # Shoulders and waist are drawn per side (drop, width, trapezius slope, waist): the
+    # silhouette differs from its mirror image by more than the outline's jitter.
+    from imgtool.synth._scene import Framing
+
+    xor, drops = [], []
+    for seed in range(8):
+        fr = Framing("back", 2.0, (0.0, -150.0), False, (451, 451))  # x = 0 on the middle column
+        body = build_body(np.random.default_rng(seed), fr, 3)
+        c = _Canvas(fr)
+        m = ((body.coverage + body.clothing) >= 0.5)[(c.y > -380.0) & (c.y < 250.0)]
+        mirror = m[:, ::-1]
+        xor.append(np.count_nonzero(m ^ mirror) / np.count_nonzero(m | mirror))
+        full = (body.coverage + body.clothing) >= 0.5
+        cols = np.round(c.px(np.array([[150.0, 0.0], [-150.0, 0.0]]))[:, 0]).astype(int)
+        tops = [float(c.y[np.argmax(full[:, j])]) for j in cols]  # the shoulder's top 150 mm out on each side
+        drops.append(abs(tops[0] - tops[1]))
+    # A mirrored outline with jitter only differed by 0.6-1.9 % of its area.
+    assert float(np.median(xor)) > 0.03
+    assert sum(d >= 8.0 for d in drops) >= 3  # one shoulder visibly lower in several patients
+    assert max(drops) < 45.0  # but no caricature
+
+
 def test_whole_leg_views_often_show_both_legs():
     def runs(line: np.ndarray) -> int:
         on = (line >= 0.5).astype(np.int8)

@@ -475,6 +475,27 @@ def build_body(rng: np.random.Generator, framing: Framing, fitzpatrick: int) -> 
     return replace(body, hair_base=(body.hair_base * body.coverage).astype(np.float32))
 
 
+def _torso_half(wa: float, ww: float, dy: float, trap: float, hip: float) -> list[tuple[float, float]]:
+    """One side's outline (mm, x >= 0, before the body size) from the neck down to the hips.
+
+    ``wa`` and ``ww`` scale the shoulder's and the waist's width, ``dy`` lowers the
+    shoulder (fading in from the neck, and out down the flank), ``trap`` lifts the
+    trapezius between the neck and the acromion and ``hip`` moves the waist's
+    narrowest point down.
+    """
+    neck_top, acromion = 58.0, 194.0 * wa
+    pts = [(58, -420), (64, -370), (76, -340), (98, -318), (118 * wa, -295), (160 * wa, -281), (194 * wa, -267)]
+    out = []
+    for x, y in pts:
+        t = min(max((x - neck_top) / (acromion - neck_top), 0.0), 1.0)
+        w = t * t * (3.0 - 2.0 * t)
+        out.append((x, y + dy * w - trap * math.sin(math.pi * t)))
+    for x, y in [(218 * wa, -248), (232 * wa, -220), (237 * wa, -190), (236 * wa, -160), (226 * wa, -134), (204 * wa, -114)]:
+        out.append((x, y + dy))
+    out += [(188 * ww, -50 + 0.5 * dy), (168 * ww, 100 + hip), (180 * ww, 240 + 0.5 * hip), (188 * ww, 760)]
+    return out
+
+
 def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int) -> Body:
     shape = c.shape
     k = rng.uniform(0.85, 1.12)  # body size
@@ -482,31 +503,25 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
     ww = rng.uniform(0.85, 1.2)  # waist width (adiposity)
     fat = float(np.clip((ww - 0.85) / 0.35 + rng.normal(0.0, 0.15), 0.0, 1.0))
     lean = 1.0 - fat
+    # A patient standing for a photo is not symmetric: one shoulder lower than the other
+    # (and that arm a little further out), the shoulders' widths, the trapezius' slope
+    # from the neck and the waist's width and height differ from side to side.
+    drop = float(np.clip(rng.normal(0.0, 10.0), -25.0, 25.0))  # mm the right shoulder is lower (+) than the left
+    sides = {}
+    for side in (1.0, -1.0):
+        sides[side] = {
+            "wa": wa * (1.0 + float(np.clip(rng.normal(0.0, 0.03), -0.07, 0.07))),
+            "dy": 0.5 * side * drop + float(rng.normal(0.0, 2.0)),
+            "trap": float(rng.uniform(-10.0, 10.0)),  # a fuller (+) or flatter (-) trapezius between neck and acromion
+            "ww": ww * (1.0 + float(np.clip(rng.normal(0.0, 0.035), -0.08, 0.08))),
+            "hip": float(rng.normal(0.0, 12.0)),  # the waist's narrowest point higher (-) or lower
+        }
     # Above the neck the frame's top edge cuts the head: the jaw and chin from the
     # front, the (hairless or shaved) occiput from behind.
     head = [(66, -760), (65, -540), (61, -478), (55, -448)] if view == "chest" else [(78, -760), (80, -620), (74, -530), (60, -470)]
-    half = head + [
-        (58, -420),
-        (64, -370),
-        (76, -340),
-        (98, -318),
-        (118 * wa, -295),
-        (160 * wa, -281),
-        (194 * wa, -267),
-        (218 * wa, -248),
-        (232 * wa, -220),
-        (237 * wa, -190),
-        (236 * wa, -160),
-        (226 * wa, -134),
-        (204 * wa, -114),
-        (188 * ww, -50),
-        (168 * ww, 100),
-        (180 * ww, 240),
-        (188 * ww, 760),
-    ]
-    right = np.array(half) * k
-    right = right + rng.normal(0, 3.0, right.shape)
-    left = right[::-1] * np.array([-1.0, 1.0]) + rng.normal(0, 2.5, right.shape)
+    halves = {side: np.array(head + _torso_half(**sp)) * k for side, sp in sides.items()}
+    right = halves[1.0] + rng.normal(0, 3.0, halves[1.0].shape)
+    left = halves[-1.0][::-1] * np.array([-1.0, 1.0]) + rng.normal(0, 2.5, halves[-1.0].shape)
     torso = chaikin(np.vstack([right, left]), 3)
     cov = c.fill(torso)
     # The trunk is a flattened ellipse in cross-section: it turns away over its whole
@@ -521,8 +536,9 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
     spread = rng.uniform(0.0, 0.1)
     for side in (1.0, -1.0):
         # The arm's rounded top stays inside the shoulder; its outer edge continues the deltoid's.
-        p0 = (side * (237 * wa - 47) * k, -170 * k)
-        p1 = (side * ((232 * wa - 10) * k + 900 * spread), 520 * k)
+        sw, dy = sides[side]["wa"], sides[side]["dy"]
+        p0 = (side * (237 * sw - 47) * k, (-170 + dy) * k)
+        p1 = (side * ((232 * sw - 10) * k + 900 * spread + 1.5 * max(side * drop, 0.0)), (520 + dy) * k)
         arm = c.fill(_tube_poly(p0, p1, 46 * k, 34 * k, rng))
         arm_cov = np.maximum(arm_cov, arm)
         elbow = (p0[0] + 0.43 * (p1[0] - p0[0]), p0[1] + 0.43 * (p1[1] - p0[1]))
@@ -550,14 +566,15 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
     rel = np.zeros(shape, dtype=np.float32)
     tint = np.ones(shape + (3,), dtype=np.float32)
     for side in (1.0, -1.0):
-        c.bump(side * 205 * wa * k, -222 * k, 52 * k, 75 * k, side * 0.3, out=rel, amp=5.0)  # deltoid
-        c.ridge((side * 52 * k, -330 * k), (side * 165 * wa * k, -268 * k), 42.0 * k, out=rel, amp=7.0)  # trapezius over the shoulder
+        sw, dy = sides[side]["wa"], sides[side]["dy"]
+        c.bump(side * 205 * sw * k, (-222 + dy) * k, 52 * k, 75 * k, side * 0.3, out=rel, amp=5.0)  # deltoid
+        c.ridge((side * 52 * k, -330 * k), (side * 165 * sw * k, (-268 + dy - 0.5 * sides[side]["trap"]) * k), 42.0 * k, out=rel, amp=7.0)  # trapezius over the shoulder
         # Ribs show on the flanks of thin people.
         for j in range(6):
             y = (-150 + 30 * j) * k
             c.ridge((side * 100 * k, y), (side * 160 * k, y + 28 * k), 12.0 * k, out=rel, amp=np.float32(1.0 * lean * lean))
         # The flank: a soft roll above the waistband on heavier people.
-        c.bump(side * 168 * ww * k, 170 * k, 55 * k, 80 * k, out=rel, amp=np.float32(9.0 * fat))
+        c.bump(side * 168 * sides[side]["ww"] * k, (170 + sides[side]["hip"]) * k, 55 * k, 80 * k, out=rel, amp=np.float32(9.0 * fat))
     if view == "back":
         c.ridge((0, -300 * k), (0, 330 * k), 30.0 * k, out=rel, amp=-4.0)  # spine groove
         c.ridge((0, 60 * k), (0, 330 * k), 26.0 * k, out=rel, amp=-2.5)  # deeper in the lumbar region
@@ -565,14 +582,15 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
             y = (-305 + 24 * j) * k
             c.bump(0, y, 12 * k, 10 * k, out=rel, amp=np.float32((3.0 if j == 0 else 1.0) * (0.4 + 0.6 * lean)))
         for side in (1.0, -1.0):
+            sw, sdy = sides[side]["wa"], 0.7 * sides[side]["dy"]  # the scapula follows its shoulder
             c.bump(side * 44 * k, 170 * k, 48 * k, 200 * k, out=rel, amp=6.0)  # erector spinae (lumbar)
             c.bump(side * 38 * k, -100 * k, 42 * k, 170 * k, out=rel, amp=2.0)  # erector spinae (thoracic)
-            c.bump(side * 125 * wa * k, -150 * k, 70 * k, 85 * k, side * 0.25, out=rel, amp=6.0)  # scapula and infraspinatus
-            c.ridge((side * 74 * k, -228 * k), (side * 92 * k, -80 * k), 24.0 * k, out=rel, amp=np.float32(1.5 + 2.0 * lean))  # medial border
-            c.bump(side * 104 * k, -72 * k, 32 * k, 26 * k, out=rel, amp=np.float32(1.5 + 2.0 * lean))  # inferior angle
-            c.ridge((side * 80 * k, -208 * k), (side * 180 * wa * k, -244 * k), 18.0 * k, out=rel, amp=np.float32(1.0 + 1.5 * lean))  # spine of scapula
-            c.bump(side * 55 * k, -150 * k, 18 * k, 70 * k, out=rel, amp=-2.5)  # rhomboid hollow
-            c.bump(side * 150 * wa * k, -40 * k, 50 * k, 130 * k, side * 0.2, out=rel, amp=8.0)  # latissimus
+            c.bump(side * 125 * sw * k, (-150 + sdy) * k, 70 * k, 85 * k, side * 0.25, out=rel, amp=6.0)  # scapula and infraspinatus
+            c.ridge((side * 74 * k, (-228 + sdy) * k), (side * 92 * k, (-80 + sdy) * k), 24.0 * k, out=rel, amp=np.float32(1.5 + 2.0 * lean))  # medial border
+            c.bump(side * 104 * k, (-72 + sdy) * k, 32 * k, 26 * k, out=rel, amp=np.float32(1.5 + 2.0 * lean))  # inferior angle
+            c.ridge((side * 80 * k, (-208 + sdy) * k), (side * 180 * sw * k, (-244 + sdy) * k), 18.0 * k, out=rel, amp=np.float32(1.0 + 1.5 * lean))  # spine of scapula
+            c.bump(side * 55 * k, (-150 + sdy) * k, 18 * k, 70 * k, out=rel, amp=-2.5)  # rhomboid hollow
+            c.bump(side * 150 * sw * k, (-40 + 0.5 * sdy) * k, 50 * k, 130 * k, side * 0.2, out=rel, amp=8.0)  # latissimus
             c.bump(side * 42 * k, 300 * k, 10 * k, 10 * k, out=rel, amp=-2.5)  # dimples of Venus
         # The neck and upper back get sun above a collar line.
         collar = smoothstep((np.float32(-300 * k) + np.float32(0.35) * np.abs(c.xx) - c.yy) * np.float32(1.0 / (30 * k)))
@@ -584,7 +602,7 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
         breast = (not male) and rng.random() < 0.8
         for side in (1.0, -1.0):
             c.ridge((side * 48 * k, -390 * k), (side * 20 * k, -285 * k), 18.0 * k, out=rel, amp=4.0)  # sternocleidomastoid
-            c.bump(side * 90 * k, -296 * k, 55 * k, 24 * k, out=rel, amp=-3.0)  # supraclavicular hollow
+            c.bump(side * 90 * k, (-296 + 0.5 * sides[side]["dy"]) * k, 55 * k, 24 * k, out=rel, amp=-3.0)  # supraclavicular hollow
             c.ridge((side * 150 * k, 40 * k), (side * 30 * k, -50 * k), 22.0 * k, out=rel, amp=np.float32(1.0 + 1.5 * lean))  # costal margin
             if lean > 0.4:
                 for j in range(3):  # rectus abdominis segments
@@ -599,7 +617,7 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
                 c.bump(side * 85 * k, -145 * k, 100 * k, 72 * k, side * 0.12, out=rel, amp=14.0)  # pectoral
                 c.bump(side * 100 * k, -105 * k, 80 * k, 30 * k, out=rel, amp=4.0)  # its lower border
                 nip = (side * 98 * k, -78 * k)
-            c.ridge((side * 28 * k, -268 * k), (side * 160 * k, -278 * k), 15.0 * k, out=rel, amp=2.5)  # clavicle
+            c.ridge((side * 28 * k, -268 * k), (side * 160 * sides[side]["wa"] * k, (-278 + sides[side]["dy"]) * k), 15.0 * k, out=rel, amp=2.5)  # clavicle
             # Areola and nipple: brown or pink, a landmark that is not a lesion.
             ar = rng.uniform(11, 22) * (1.25 if breast else 1.0)
             areola = c.bump(nip[0], nip[1], ar, ar * rng.uniform(0.85, 1.0))
@@ -625,7 +643,7 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
     height = height + rel * (np.float32(1.0) - over_arm) * np.float32(1.0 / c.f.mm_per_px)
     # Flushed over the shoulders (and the elbows, above).
     for side in (1.0, -1.0):
-        redness = np.maximum(redness, 0.45 * c.bump(side * 195 * wa * k, -255 * k, 70 * k, 50 * k))
+        redness = np.maximum(redness, 0.45 * c.bump(side * 195 * sides[side]["wa"] * k, (-255 + sides[side]["dy"]) * k, 70 * k, 50 * k))
 
     # Clothing occluders in front of the body are handled by the background; here the
     # waistband and bra strap just remove skin.

@@ -161,6 +161,19 @@ def test_torso_silhouette_has_no_dark_rim():
             assert float(np.median(rim)) > 0.9 * float(np.median(core)), (view, seed)
 
 
+def test_limb_outline_has_no_dark_rim():
+    # As on the trunk: a limb's rim was 0.67-0.83 times as bright (tint) as its middle.
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        fr = choose_framing(rng, "limb", (128, 128), False, 1.18)
+        body = build_body(rng, fr, 3)
+        inside = (body.coverage + body.clothing >= 0.5).astype(np.uint8)
+        d = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_5) * fr.mm_per_px
+        skin = body.coverage >= 0.99
+        g = body.tint[..., 1]
+        assert float(np.median(g[skin & (d >= 2.0) & (d <= 8.0)])) > 0.9 * float(np.median(g[skin & (d >= 25.0)])), seed
+
+
 def test_torso_is_not_mirror_symmetric():
     # Shoulders and waist are drawn per side (drop, width, trapezius slope, waist): the
     # silhouette differs from its mirror image by more than the outline's jitter.

@@ -794,13 +794,17 @@ def _limb(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
         if not is_leg:
             _hand_relief(c, (jx + forearm * cb, jy + forearm * sb), ang + bend, w1, rel)
     redness *= np.float32(rng.uniform(0.2, 1.0))
+    # The rounded envelope of the outline (both legs as one where they touch): the
+    # relief minus it occludes (joint creases, between touching legs, between the
+    # fingers), the roll-off towards the outline does not (no dark rim).
+    env = _cylinder_height(cov, c.mm(wj * 0.95), depth=0.75, smooth=0.25) if len(offsets) > 1 else height
     height = height + rel * (cov >= 0.5) / np.float32(c.f.mm_per_px)
     # Arms and shins see the sun; thighs are usually covered.
     along = c.xx * np.float32(ca) + c.yy * np.float32(sa)
     sun = cov if not is_leg else cov * smoothstep((along - np.float32(jt - 60.0)) * np.float32(1.0 / 120.0))
     cov_all = cov
     cov, clothing = _sleeve(rng, c, cov, ang, w0)
-    ao = _occlusion(height, cov_all, (c.mm(10.0), c.mm(0.8 * w0)), 0.5)
+    ao = _occlusion(height - env, cov_all, (c.mm(10.0), c.mm(0.8 * w0)), 0.5)
     ao *= 1.0 - np.float32(0.3) * blur(clothing, c.mm(6.0))
     tint = _skin_tint(None, ao, sun, fitz, rng.uniform(0.2, 0.9))
     hair_base = np.zeros(shape, dtype=np.float32)

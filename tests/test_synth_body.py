@@ -216,6 +216,45 @@ def test_whole_leg_views_often_show_both_legs():
     assert two >= 4
 
 
+def test_leg_has_knee_calf_ankle_and_foot_not_a_tube():
+    from imgtool.synth._scene import Framing, _leg_poly
+
+    fr = Framing("limb", 1.0, (150.0, 0.0), False, (260, 1300), "leg")  # x from -500 to 800 mm, y +-130 mm
+    c = _Canvas(fr)
+    shin = 420.0
+    for front in (True, False):
+        for seed in range(3):
+            poly = _leg_poly((0.0, 0.0), 0.0, 0.0, 64.0, 50.0, shin, 1.0 if seed % 2 else -1.0, front, np.random.default_rng(seed))
+            cov = c.fill(poly) >= 0.5
+            width = cov.sum(axis=0).astype(float) * fr.mm_per_px  # across the leg at each x (mm from the knee)
+
+            def w(a: float, b: float, fn=np.max) -> float:
+                return float(fn(width[(c.x >= a) & (c.x <= b)]))
+
+            thigh, knee = w(-420.0, -380.0), w(-5.0, 5.0)
+            calf, ankle = w(0.2 * shin, 0.5 * shin), w(0.75 * shin, 0.95 * shin, np.min)
+            foot = w(shin + 60.0, shin + 120.0 if front else shin + 175.0)
+            assert knee < 0.85 * thigh
+            assert calf > 1.03 * w(0.08 * shin, 0.14 * shin, np.min)  # the calf bulges below the knee
+            assert ankle < 0.72 * calf  # and narrows to the ankle
+            assert foot > 1.2 * ankle  # the foot (or sole) widens again
+            # It ends in five toes: the outline's reach along the leg, row by row across
+            # it, has five tips with a cleft of at least 1.5 mm between neighbours.
+            rows = np.nonzero(cov.any(axis=1))[0]
+            reach = [float(np.nonzero(cov[r])[0].max()) for r in rows]
+            tips, rising, hi, lo = 0, True, reach[0], reach[0]
+            for v in reach[1:]:
+                if rising and v > hi:
+                    hi = v
+                elif rising and hi - v >= 1.5 / fr.mm_per_px:
+                    tips, rising, lo = tips + 1, False, v
+                elif not rising and v < lo:
+                    lo = v
+                elif not rising and v - lo >= 1.5 / fr.mm_per_px:
+                    rising, hi = True, v
+            assert tips + int(rising) == 5
+
+
 def _photo_window(a: np.ndarray) -> np.ndarray:
     """The middle of a canvas that the photo (canvas / 1.18) sees."""
     h, w = a.shape[:2]

@@ -740,6 +740,7 @@ def _limb(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
     # a whole-arm shot is centred on the forearm, so the wrist and hand are often in it.
     jt = rng.uniform(-150, 150) if (is_leg or c.f.close_up) else rng.uniform(-170, -20)
     forearm = 750.0 if is_leg else rng.uniform(235.0, 275.0) * w0 / 44.0
+    shin = rng.uniform(380.0, 450.0) * w0 / 64.0  # knee to ankle
     wj = 0.5 * (w0 + w1) * rng.uniform(0.85, 1.0)
     # Clinic leg photos usually show both legs: a whole-leg view gets the other one beside it.
     offsets = [0.0]
@@ -754,15 +755,28 @@ def _limb(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
         jo = jt + (rng.uniform(-25, 25) if off else 0.0)
         jx, jy = ox + jo * ca, oy + jo * sa
         bend = rng.uniform(-0.35, 0.35) if not off else rng.uniform(-0.12, 0.12)
+        if is_leg and len(offsets) > 1:
+            # Two legs side by side stand straight or a little apart at the feet, never crossing.
+            away = -math.copysign(1.0, offsets[1]) if off == 0.0 else math.copysign(1.0, offsets[1])
+            bend = away * abs(bend) * 0.4
         cb, sb = math.cos(ang + bend), math.sin(ang + bend)
-        upper = c.fill(_tube_poly((jx - 750 * ca, jy - 750 * sa), (jx + 0.6 * wj * ca, jy + 0.6 * wj * sa), w0, wj, rng, n=10))
-        lower = c.fill(_tube_poly((jx - 0.6 * wj * cb, jy - 0.6 * wj * sb), (jx + forearm * cb, jy + forearm * sb), wj, w1, rng, n=10))
-        if not is_leg:
+        if is_leg:
+            # A leg's own profile: thigh, knee, calf (the medial head fuller and lower),
+            # the narrow ankle with its malleoli and the foot (or, from behind, the heel).
+            # The medial side faces the other leg.
+            if len(offsets) > 1:
+                medial = math.copysign(1.0, offsets[1]) * (1.0 if off == 0.0 else -1.0)
+            else:
+                medial = float(rng.choice([-1.0, 1.0]))
+            seg = c.fill(_leg_poly((jx, jy), ang, bend, w0, wj, shin, medial, front, rng))
+        else:
+            upper = c.fill(_tube_poly((jx - 750 * ca, jy - 750 * sa), (jx + 0.6 * wj * ca, jy + 0.6 * wj * sa), w0, wj, rng, n=10))
+            lower = c.fill(_tube_poly((jx - 0.6 * wj * cb, jy - 0.6 * wj * sb), (jx + forearm * cb, jy + forearm * sb), wj, w1, rng, n=10))
             for part in _hand_poly((jx + forearm * cb, jy + forearm * sb), ang + bend, w1, rng):
                 lower = np.maximum(lower, c.fill(part))
-        # One outline for the whole limb (no notch at the joint), rounded as one piece.
-        seg = blur(np.maximum(upper, lower), c.mm(0.5 * wj))
-        seg = smoothstep((seg - np.float32(0.5)) * np.float32(4.0) + np.float32(0.5))
+            # One outline for the whole limb (no notch at the joint), rounded as one piece.
+            seg = blur(np.maximum(upper, lower), c.mm(0.5 * wj))
+            seg = smoothstep((seg - np.float32(0.5)) * np.float32(4.0) + np.float32(0.5))
         seg_h = _cylinder_height(seg, c.mm(wj * 0.95), depth=0.75, smooth=0.25)
         cov = np.maximum(cov, seg)
         height = np.maximum(height, seg_h)
@@ -774,7 +788,7 @@ def _limb(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
             c.bump(jx + dn[0] * wj * 0.75, jy + dn[1] * wj * 0.75, wj * 0.2, wj * 0.18, out=rel, amp=3.0)  # tibial tuberosity
             side = 1.0 if rng.random() < 0.5 else -1.0
             c.bump(jx + up[0] * wj * 0.9 - sa * side * wj * 0.4, jy + up[1] * wj * 0.9 + ca * side * wj * 0.4, wj * 0.45, wj * 0.6, ang, out=rel, amp=6.0)  # vastus medialis
-            c.ridge((jx + dn[0] * wj, jy + dn[1] * wj), (jx + dn[0] * 600, jy + dn[1] * 600), wj * 0.25, out=rel, amp=2.5)  # shin (tibial crest)
+            c.ridge((jx + dn[0] * wj, jy + dn[1] * wj), (jx + dn[0] * 0.85 * shin, jy + dn[1] * 0.85 * shin), wj * 0.25, out=rel, amp=2.5)  # shin (tibial crest)
             redness = np.maximum(redness, 0.7 * c.bump(jx, jy, wj * 0.6, wj * 0.55, ang))
         elif is_leg:
             c.ridge((jx - sa * wj * 0.5, jy + ca * wj * 0.5), (jx + sa * wj * 0.5, jy - ca * wj * 0.5), 16.0, out=rel, amp=-1.5)  # popliteal crease
@@ -793,6 +807,8 @@ def _limb(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
             c.bump(jx + dn[0] * wj * 1.4, jy + dn[1] * wj * 1.4, wj * 0.75, wj * 1.5, ang + bend + math.pi / 2, out=rel, amp=7.0)  # forearm flexors
         if not is_leg:
             _hand_relief(c, (jx + forearm * cb, jy + forearm * sb), ang + bend, w1, rel)
+        else:
+            _foot_relief(c, (jx + shin * cb, jy + shin * sb), ang + bend, wj, medial, front, rel)
     redness *= np.float32(rng.uniform(0.2, 1.0))
     # The rounded envelope of the outline (both legs as one where they touch): the
     # relief minus it occludes (joint creases, between touching legs, between the
@@ -816,6 +832,109 @@ def _limb(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
     fy = np.full(shape, sa, dtype=np.float32) + np.float32(0.25) * noise(rng, shape, c.mm(60))
     flow = _flow_from_angle_field(fx, fy)
     return Body(cov, clothing, height.astype(np.float32), tint, hair_base, flow, redness.astype(np.float32), cov >= 0.5, "body", male)
+
+
+def _leg_poly(knee: tuple[float, float], ang: float, bend: float, w0: float, wj: float, shin: float, medial: float, front: bool, rng: np.random.Generator) -> np.ndarray:
+    """Outline (mm) of a leg from the thigh (out of frame) past the knee to the ankle and foot.
+
+    ``ang`` is the thigh's direction (towards the foot) and ``ang + bend`` the shin's;
+    ``w0`` is the thigh's and ``wj`` the knee's half-width, ``shin`` the knee-to-ankle
+    length, ``medial`` (+1 or -1) the side of the outline's normal that is the inner
+    side. Seen from the front (``front``) the foot's dorsum is foreshortened into a
+    short, wide shape; from behind, the patient lying prone, the sole is seen from the
+    heel past the narrow arch to the ball; both end in the toes (the big toe medial).
+    """
+    q = wj / w0
+    L = shin
+    # (distance from the knee along the leg, lateral and medial half-widths / w0)
+    ctrl = [
+        (-780.0, 1.0, 1.0),
+        (-450.0, 0.95, 0.97),
+        (-230.0, 0.86, 0.92),
+        (-100.0, 0.5 * (0.86 + q), q + 0.1),  # vastus medialis bulges inside above the knee
+        (0.0, q, q),
+        (0.11 * L, q * 0.94, q * 0.95),
+        (0.26 * L, q * 1.06, q * 1.02),  # the lateral calf head, higher
+        (0.38 * L, q * 1.0, q * 1.12),  # the medial one, fuller and lower
+        (0.62 * L, 0.76 * q, 0.8 * q),
+        (0.88 * L, 0.6 * q, 0.62 * q),  # the narrowest, above the malleoli
+        (0.97 * L, 0.66 * q, 0.71 * q),  # the medial malleolus is higher,
+        (1.03 * L, 0.69 * q, 0.65 * q),  # the lateral one lower
+    ]
+    if front:  # the foot's dorsum, foreshortened, widening to the toes
+        ctrl += [(L + 40.0, 0.74 * q, 0.78 * q), (L + 90.0, 0.92 * q, 1.0 * q), (L + 115.0, 0.9 * q, 1.0 * q)]
+    else:  # lying prone: the sole, from the heel past the narrow arch to the ball and the toes
+        ctrl += [(L + 40.0, 0.64 * q, 0.64 * q), (L + 95.0, 0.64 * q, 0.56 * q), (L + 150.0, 0.84 * q, 0.9 * q), (L + 175.0, 0.86 * q, 0.94 * q)]
+    ctrl_a = np.array(ctrl)
+    ctrl_a[:, 1:] *= 1.0 + 0.025 * rng.standard_normal((len(ctrl), 2))
+    u = np.concatenate([np.linspace(-780.0, -200.0, 8, endpoint=False), np.arange(-200.0, ctrl_a[-1, 0] + 1e-6, 8.0)])
+    # Widths between the control points, rounded over about 40 mm (no corners in the outline).
+    kern = np.hanning(9)[1:-1]
+    kern /= kern.sum()
+
+    def width(col: int) -> np.ndarray:
+        wv = np.interp(u, ctrl_a[:, 0], ctrl_a[:, col])
+        pad = np.concatenate([np.full(3, wv[0]), wv, np.full(3, wv[-1])])
+        return np.convolve(pad, kern, mode="valid") * w0
+
+    lat, med = width(1), width(2)
+    # The axis turns from the thigh's to the shin's direction across the knee.
+    a = ang + bend * np.clip((u + 60.0) / 120.0, 0.0, 1.0) ** 2 * (3.0 - 2.0 * np.clip((u + 60.0) / 120.0, 0.0, 1.0))
+    kx, ky = knee
+    cx = np.where(u < 0, kx + u * math.cos(ang), kx + u * math.cos(ang + bend))
+    cy = np.where(u < 0, ky + u * math.sin(ang), ky + u * math.sin(ang + bend))
+    nx, ny = -np.sin(a), np.cos(a)
+    wp = np.where(medial > 0, med, lat)  # the +normal side
+    wm = np.where(medial > 0, lat, med)
+    plus = np.stack([cx + nx * wp, cy + ny * wp], axis=1)
+    minus = np.stack([cx - nx * wm, cy - ny * wm], axis=1)
+    # The end: the toes, the big toe on the medial side.
+    ea = ang + bend
+    ex, ey = cx[-1], cy[-1]
+    local: list[tuple[float, float]] = []  # (along beyond the last station, across towards +normal)
+    frac = np.array([0.3, 0.19, 0.18, 0.17, 0.16]) * (1.0 + 0.05 * rng.standard_normal(5))
+    length = np.array([38.0, 36.0, 30.0, 24.0, 17.0]) * (w0 / 64.0) * (1.0 + 0.08 * rng.standard_normal(5))
+    if medial < 0:  # the big toe on the -normal side: order the toes from +normal
+        frac, length = frac[::-1], length[::-1]
+    edges = wp[-1] - np.concatenate([[0.0], np.cumsum(frac / frac.sum())]) * (wp[-1] + wm[-1])
+    for j in range(5):
+        a0, a1 = edges[j], edges[j + 1]
+        hw, mid = 0.5 * (a0 - a1), 0.5 * (a0 + a1)
+        if j:
+            local.append((0.84 * min(length[j - 1], length[j]), a0))  # a shallow cleft between two toes
+        for i in range(7):
+            phi = math.pi * i / 6
+            local.append((length[j] - 0.6 * hw + 0.6 * hw * math.sin(phi), mid + 0.95 * hw * math.cos(phi)))
+    cap = [(ex + math.cos(ea) * al - math.sin(ea) * ac, ey + math.sin(ea) * al + math.cos(ea) * ac) for al, ac in local]
+    pts = np.vstack([plus, np.array(cap), minus[::-1]])
+    return chaikin(pts, 2)
+
+
+def _foot_relief(c: _Canvas, ankle: tuple[float, float], ang: float, wj: float, medial: float, front: bool, rel: np.ndarray) -> None:
+    """Malleoli, and the dorsum's tendons (front) or the Achilles tendon, heel, arch and ball of the sole (back), in mm into ``rel``.
+
+    ``ang`` is the shin's direction (towards the foot), ``wj`` the knee's half-width and
+    ``medial`` the side (+1: +normal) of the inner ankle.
+    """
+    ca, sa = math.cos(ang), math.sin(ang)
+
+    def at(u: float, v: float) -> tuple[float, float]:
+        return (ankle[0] + ca * u - sa * v, ankle[1] + sa * u + ca * v)
+
+    c.bump(*at(-12.0, medial * 0.55 * wj), 14.0, 17.0, ang, out=rel, amp=5.0)  # medial malleolus, higher
+    c.bump(*at(10.0, -medial * 0.55 * wj), 13.0, 16.0, ang, out=rel, amp=4.0)  # lateral malleolus, lower
+    if front:
+        c.ridge(at(-90.0, medial * 0.2 * wj), at(25.0, medial * 0.3 * wj), 8.0, out=rel, amp=1.5)  # tibialis anterior tendon
+        c.ridge(at(12.0, -0.5 * wj), at(12.0, 0.5 * wj), 10.0, out=rel, amp=-1.5)  # the crease in front of the ankle
+        for v in (-0.45, -0.15, 0.15, 0.45):
+            c.ridge(at(35.0, v * 0.5 * wj), at(95.0, v * 1.1 * wj), 7.0, out=rel, amp=0.5)  # extensor tendons to the toes
+    else:
+        c.ridge(at(-160.0, 0.0), at(5.0, 0.0), 14.0, out=rel, amp=2.5)  # Achilles tendon
+        for v in (-0.38, 0.38):
+            c.ridge(at(-110.0, v * wj), at(-10.0, v * wj), 14.0, out=rel, amp=-1.5)  # the hollows beside it
+        c.bump(*at(45.0, 0.0), 30.0, 28.0, ang, out=rel, amp=6.0)  # heel pad
+        c.bump(*at(100.0, medial * 0.3 * wj), 30.0, 18.0, ang, out=rel, amp=-3.0)  # the arch
+        c.bump(*at(155.0, 0.1 * medial * wj), 28.0, 0.8 * wj, ang, out=rel, amp=4.0)  # the ball of the foot
 
 
 def _hand_poly(wrist: tuple[float, float], ang: float, ww: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

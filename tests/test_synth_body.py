@@ -59,6 +59,20 @@ def test_cross_section_rises_from_the_edge_without_a_midline_crease():
     assert kink_smooth < 0.5 * kink_sharp
 
 
+def test_relief_along_a_shallow_edge_has_no_staircase_ticks():
+    # A pixel mask's outline along a shallow slope is a staircase; the distance from it
+    # made a crease at every step, which the steep rim shaded as a row of ticks.
+    h_, w_ = 120, 400
+    y, x = np.mgrid[0:h_, 0:w_].astype(np.float32)
+    mask = (y >= 40 + x / 20).astype(np.float32)
+    h = _cylinder_height(mask, 30.0, depth=0.75, smooth=0.25)
+    for d in (1.5, 3.0, 6.0):  # px inside the true (slanted) edge
+        xs = np.arange(20, 380, 0.5, dtype=np.float32)
+        ys = (40 + xs / 20 + d * math.sqrt(1 + 1 / 400)).astype(np.float32)
+        v = cv2.remap(h, xs[None, :], ys[None, :], cv2.INTER_LINEAR)[0]
+        assert float(np.abs(np.diff(v, 2)).max()) < 0.08  # was 0.2-0.54
+
+
 def test_a_canvas_inside_the_body_is_flat_not_nan():
     h = _cylinder_height(np.ones((40, 50), dtype=np.float32), 10.0, depth=0.6, smooth=0.25)
     assert np.isfinite(h).all()

@@ -269,6 +269,37 @@ def test_leg_has_knee_calf_ankle_and_foot_not_a_tube():
             assert tips + int(rising) == 5
 
 
+def test_some_whole_leg_shots_show_the_ankles_and_feet(monkeypatch):
+    import imgtool.synth._scene as scene
+
+    ankles = []
+    real = scene._foot_relief
+
+    def spy(c, ankle, *a, **k):  # record where each leg's ankle is drawn
+        ankles.append((c, ankle))
+        return real(c, ankle, *a, **k)
+
+    monkeypatch.setattr(scene, "_foot_relief", spy)
+    shots = with_feet = 0
+    for seed in range(60):
+        rng = np.random.default_rng(500 + seed)
+        fr = choose_framing(rng, "limb", (96, 96), False, 1.18)
+        if fr.part != "leg":
+            continue
+        ankles.clear()
+        build_body(rng, fr, 3)
+        h, w = fr.world_shape
+        shots += 1
+        seen = False
+        for c, ankle in ankles:
+            x, y = c.px(np.array([ankle]))[0]
+            seen |= bool(0.085 * w <= x <= 0.915 * w and 0.085 * h <= y <= 0.915 * h)
+        with_feet += seen
+    assert shots >= 20
+    # Main's framing showed an ankle in 1 of 32 whole-leg shots; lower-leg photos show them.
+    assert 0.2 * shots <= with_feet <= 0.8 * shots
+
+
 def _photo_window(a: np.ndarray) -> np.ndarray:
     """The middle of a canvas that the photo (canvas / 1.18) sees."""
     h, w = a.shape[:2]

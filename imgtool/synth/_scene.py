@@ -748,6 +748,9 @@ def _limb(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
     jt = rng.uniform(-150, 150) if (is_leg or c.f.close_up) else rng.uniform(-170, -20)
     forearm = 750.0 if is_leg else rng.uniform(235.0, 275.0) * w0 / 44.0
     shin = rng.uniform(380.0, 450.0) * w0 / 64.0  # knee to ankle
+    if is_leg and not c.f.close_up and rng.random() < 0.35:
+        # A photo of the lower legs: the knees near one edge, the ankles and feet in the frame.
+        jt = -shin * rng.uniform(0.6, 0.85)
     wj = 0.5 * (w0 + w1) * rng.uniform(0.85, 1.0)
     # Clinic leg photos usually show both legs: a whole-leg view gets the other one beside it.
     offsets = [0.0]

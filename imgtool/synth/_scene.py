@@ -798,7 +798,7 @@ def _limb(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
             c.bump(jx + dn[0] * wj * 0.75, jy + dn[1] * wj * 0.75, wj * 0.2, wj * 0.18, out=rel, amp=3.0)  # tibial tuberosity
             side = 1.0 if rng.random() < 0.5 else -1.0
             c.bump(jx + up[0] * wj * 0.9 - sa * side * wj * 0.4, jy + up[1] * wj * 0.9 + ca * side * wj * 0.4, wj * 0.45, wj * 0.6, ang, out=rel, amp=6.0)  # vastus medialis
-            c.ridge((jx + dn[0] * wj, jy + dn[1] * wj), (jx + dn[0] * 0.85 * shin, jy + dn[1] * 0.85 * shin), wj * 0.25, out=rel, amp=2.5)  # shin (tibial crest)
+            c.ridge((jx + dn[0] * wj, jy + dn[1] * wj), (jx + dn[0] * 0.85 * shin, jy + dn[1] * 0.85 * shin), wj * 0.4, out=rel, amp=1.8)  # shin (tibial crest), a soft edge
             redness = np.maximum(redness, 0.7 * c.bump(jx, jy, wj * 0.6, wj * 0.55, ang))
         elif is_leg:
             c.ridge((jx - sa * wj * 0.5, jy + ca * wj * 0.5), (jx + sa * wj * 0.5, jy - ca * wj * 0.5), 16.0, out=rel, amp=-1.5)  # popliteal crease

@@ -656,7 +656,11 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
     # waistband and bra strap just remove skin.
     cov_all = cov
     cov, clothing = _occlude_clothing(rng, c, cov, waist_y=rng.uniform(250, 360) * k, strap=(view == "back" and not male and rng.random() < 0.5), k=k, arms=arm_cov)
-    ao = _occlusion(height - env, cov_all, (c.mm(12.0), c.mm(45.0)), 0.55)
+    # A gentle muscle bump hides little sky from the skin at its foot: raised relief
+    # counts a third, so bumps do not draw dark rings round themselves; hollows count fully.
+    detail = height - env
+    detail = np.minimum(detail, 0.0) + np.float32(0.35) * np.maximum(detail, 0.0)
+    ao = _occlusion(detail, cov_all, (c.mm(12.0), c.mm(45.0)), 0.55)
     # Skin just above clothing lies in its shadow.
     ao *= 1.0 - np.float32(0.3) * blur(clothing, c.mm(6.0))
     tint = _skin_tint(tint, ao, sun, fitz, rng.uniform(0.3, 1.0))

@@ -308,9 +308,13 @@ def _cylinder_height(coverage: np.ndarray, radius_px: float, *, depth: float = 1
         # The distance from a pixel mask steps where the outline crosses a row or column
         # (a staircase), which the steep rim shades as a row of ticks along a shallow
         # edge: a signed distance blurred over a pixel follows the outline smoothly.
-        out = cv2.distanceTransform(1 - inside, cv2.DIST_L2, cv2.DIST_MASK_5)
-        sdf = np.where(inside > 0, dist - np.float32(0.5), np.float32(0.5) - out)
-        dist = np.maximum(blur(sdf, 2.5) + np.float32(0.5), np.float32(0.5)) * inside
+        sdf = dist - cv2.distanceTransform(1 - inside, cv2.DIST_L2, cv2.DIST_MASK_5)
+        sdf += np.float32(0.5)
+        sdf -= inside  # dist - 0.5 inside, 0.5 - (distance outside) outside
+        dist = blur(sdf, 2.5)
+        dist += np.float32(0.5)
+        np.maximum(dist, np.float32(0.5), out=dist)
+        dist *= inside
     r = np.float32(max(radius_px, 1.0))
     # Beyond 2 r the surface is flat anyway; a canvas with no edge gives no finite distance.
     dist = np.minimum(dist, np.float32(2.0) * r)

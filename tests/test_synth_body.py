@@ -300,6 +300,40 @@ def test_some_whole_leg_shots_show_the_ankles_and_feet(monkeypatch):
     assert 0.2 * shots <= with_feet <= 0.8 * shots
 
 
+def test_soles_of_prone_legs_are_paler_than_the_legs_on_dark_skin(monkeypatch):
+    import imgtool.synth._scene as scene
+    from imgtool.synth._scene import Framing
+
+    feet = []
+    real = scene._foot_relief
+
+    def spy(c, ankle, ang, wj, medial, front, rel):
+        feet.append((ankle, ang, front))
+        return real(c, ankle, ang, wj, medial, front, rel)
+
+    monkeypatch.setattr(scene, "_foot_relief", spy)
+    checked = 0
+    for seed in range(12):
+        feet.clear()
+        fr = Framing("limb", 2.5, (0.0, 0.0), False, (700, 700), "leg")  # 1750 mm: the whole leg and foot
+        body = build_body(np.random.default_rng(seed), fr, 6)
+        c = _Canvas(fr)
+        for ankle, ang, front in feet:
+            d = np.array([math.cos(ang), math.sin(ang)])
+            (sx, sy), (lx, ly) = np.round(c.px(np.array([np.array(ankle) + 80.0 * d, np.array(ankle) - 150.0 * d]))).astype(int)
+            if not (0 <= sx < 700 and 0 <= sy < 700 and 0 <= lx < 700 and 0 <= ly < 700):
+                continue
+            if body.coverage[sy, sx] < 0.99 or body.coverage[ly, lx] < 0.99:
+                continue
+            ratio = body.tint[sy, sx, 1] / body.tint[ly, lx, 1]
+            if front:
+                assert ratio < 1.15  # the dorsum of the foot is ordinary skin
+            else:
+                assert ratio > 1.3  # the sole is much paler
+                checked += 1
+    assert checked >= 2
+
+
 def _photo_window(a: np.ndarray) -> np.ndarray:
     """The middle of a canvas that the photo (canvas / 1.18) sees."""
     h, w = a.shape[:2]

@@ -369,6 +369,10 @@ def _occlusion(height: np.ndarray, inside: np.ndarray, scales_px: tuple[float, .
 _TAN = {1: (0.93, 0.84, 0.82), 2: (0.88, 0.78, 0.70), 3: (0.82, 0.72, 0.62), 4: (0.84, 0.76, 0.68), 5: (0.88, 0.83, 0.78), 6: (0.92, 0.89, 0.86)}
 
 
+# Albedo multiplier of the soles per skin type (thick plantar skin with little melanin).
+_SOLE = {1: (1.02, 0.97, 0.96), 2: (1.04, 0.99, 0.97), 3: (1.12, 1.08, 1.05), 4: (1.3, 1.25, 1.2), 5: (1.6, 1.5, 1.45), 6: (1.9, 1.75, 1.65)}
+
+
 def _skin_tint(landmarks: np.ndarray | None, ao: np.ndarray, sun: np.ndarray, fitz: int, amount: float) -> np.ndarray:
     """Albedo multiplier: landmark colours x ambient occlusion x sun tan (``sun`` 0..1)."""
     tan = (np.asarray(_TAN[int(fitz)], dtype=np.float32) - np.float32(1.0)) * np.float32(amount)
@@ -768,6 +772,7 @@ def _limb(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
     height = np.zeros(shape, dtype=np.float32)
     rel = np.zeros(shape, dtype=np.float32)
     redness = np.zeros(shape, dtype=np.float32)
+    sole = np.zeros(shape, dtype=np.float32)  # the soles of a prone leg's feet
     for off in offsets:
         ox, oy = -sa * off, ca * off
         jo = jt + (rng.uniform(-25, 25) if off else 0.0)
@@ -827,6 +832,9 @@ def _limb(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
             _hand_relief(c, (jx + forearm * cb, jy + forearm * sb), ang + bend, w1, rel)
         else:
             _foot_relief(c, (jx + shin * cb, jy + shin * sb), ang + bend, wj, medial, front, rel)
+            if not front:  # the sole begins below the heel's back
+                beyond = (c.xx - np.float32(jx + shin * cb)) * np.float32(cb) + (c.yy - np.float32(jy + shin * sb)) * np.float32(sb)
+                sole = np.maximum(sole, smoothstep((beyond - np.float32(25.0)) * np.float32(1.0 / 30.0)) * seg)
     redness *= np.float32(rng.uniform(0.2, 1.0))
     # The rounded envelope of the outline (both legs as one where they touch): the
     # relief minus it occludes (joint creases, between touching legs, between the
@@ -840,11 +848,18 @@ def _limb(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
     cov, clothing = _sleeve(rng, c, cov, ang, w0)
     ao = _occlusion(height - env, cov_all, (c.mm(10.0), c.mm(0.8 * w0)), 0.5)
     ao *= 1.0 - np.float32(0.3) * blur(clothing, c.mm(6.0))
-    tint = _skin_tint(None, ao, sun, fitz, rng.uniform(0.2, 0.9))
+    landmarks = None
+    if sole.any():
+        # Plantar skin has little melanin and no tan: much paler than the leg on dark
+        # skin, a little pinker on fair skin.
+        sun = sun * (np.float32(1.0) - sole)
+        pale = np.array(_SOLE[int(fitz)], dtype=np.float32)
+        landmarks = np.float32(1.0) + sole[..., None] * (pale - np.float32(1.0))
+    tint = _skin_tint(landmarks, ao, sun, fitz, rng.uniform(0.2, 0.9))
     hair_base = np.zeros(shape, dtype=np.float32)
     if rng.random() < (0.85 if male else 0.35):
         patchy = fractal(rng, shape, c.mm(50.0), octaves=2)
-        hair_base = smoothstep((0.75 + 0.25 * patchy) * 3.0 - 1.0) * (cov >= 0.5)
+        hair_base = smoothstep((0.75 + 0.25 * patchy) * 3.0 - 1.0) * (cov >= 0.5) * (np.float32(1.0) - sole)
     # Limb hair lies along the limb, toward its distal end, with some swirl.
     fx = np.full(shape, ca, dtype=np.float32) + np.float32(0.25) * noise(rng, shape, c.mm(60))
     fy = np.full(shape, sa, dtype=np.float32) + np.float32(0.25) * noise(rng, shape, c.mm(60))

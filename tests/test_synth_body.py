@@ -59,6 +59,20 @@ def test_cross_section_rises_from_the_edge_without_a_midline_crease():
     assert kink_smooth < 0.5 * kink_sharp
 
 
+def test_relief_along_a_shallow_edge_has_no_staircase_ticks():
+    # A pixel mask's outline along a shallow slope is a staircase; the distance from it
+    # made a crease at every step, which the steep rim shaded as a row of ticks.
+    h_, w_ = 120, 400
+    y, x = np.mgrid[0:h_, 0:w_].astype(np.float32)
+    mask = (y >= 40 + x / 20).astype(np.float32)
+    h = _cylinder_height(mask, 30.0, depth=0.75, smooth=0.25)
+    for d in (1.5, 3.0, 6.0):  # px inside the true (slanted) edge
+        xs = np.arange(20, 380, 0.5, dtype=np.float32)
+        ys = (40 + xs / 20 + d * math.sqrt(1 + 1 / 400)).astype(np.float32)
+        v = cv2.remap(h, xs[None, :], ys[None, :], cv2.INTER_LINEAR)[0]
+        assert float(np.abs(np.diff(v, 2)).max()) < 0.08  # was 0.2-0.54
+
+
 def test_a_canvas_inside_the_body_is_flat_not_nan():
     h = _cylinder_height(np.ones((40, 50), dtype=np.float32), 10.0, depth=0.6, smooth=0.25)
     assert np.isfinite(h).all()
@@ -140,6 +154,63 @@ def test_back_spine_groove_is_in_the_shade_of_its_muscles():
     assert found >= 3
 
 
+def test_torso_silhouette_has_no_dark_rim():
+    # Ambient occlusion used to be measured on the whole relief, so the trunk's roll-off
+    # towards its outline read as a crease: a dark band all round the silhouette (rim
+    # tint about 0.5-0.65 of the core's). Only creases and hollows darken now.
+    for view in ("back", "chest"):
+        for seed in range(4):
+            rng = np.random.default_rng(seed)
+            fr = choose_framing(rng, view, (128, 128), False, 1.18)
+            body = build_body(rng, fr, 3)
+            c = _Canvas(fr)
+            inside = (body.coverage + body.clothing >= 0.5).astype(np.uint8)
+            d = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_5) * fr.mm_per_px
+            rows = (c.yy >= -200.0) & (c.yy <= 80.0)  # the trunk between the armpits and the forearms' tan
+            skin = body.coverage >= 0.99
+            g = body.tint[..., 1]
+            rim = g[rows & skin & (d >= 3.0) & (d <= 15.0)]
+            core = g[rows & skin & (d >= 60.0)]
+            assert rim.size > 50 and core.size > 50
+            assert float(np.median(rim)) > 0.9 * float(np.median(core)), (view, seed)
+
+
+def test_limb_outline_has_no_dark_rim():
+    # As on the trunk: a limb's rim was 0.67-0.83 times as bright (tint) as its middle.
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        fr = choose_framing(rng, "limb", (128, 128), False, 1.18)
+        body = build_body(rng, fr, 3)
+        inside = (body.coverage + body.clothing >= 0.5).astype(np.uint8)
+        d = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_5) * fr.mm_per_px
+        skin = body.coverage >= 0.99
+        g = body.tint[..., 1]
+        assert float(np.median(g[skin & (d >= 2.0) & (d <= 8.0)])) > 0.9 * float(np.median(g[skin & (d >= 25.0)])), seed
+
+
+def test_torso_is_not_mirror_symmetric():
+    # Shoulders and waist are drawn per side (drop, width, trapezius slope, waist): the
+    # silhouette differs from its mirror image by more than the outline's jitter.
+    from imgtool.synth._scene import Framing
+
+    xor, drops = [], []
+    for seed in range(8):
+        fr = Framing("back", 2.0, (0.0, -150.0), False, (451, 451))  # x = 0 on the middle column
+        body = build_body(np.random.default_rng(seed), fr, 3)
+        c = _Canvas(fr)
+        m = ((body.coverage + body.clothing) >= 0.5)[(c.y > -380.0) & (c.y < 250.0)]
+        mirror = m[:, ::-1]
+        xor.append(np.count_nonzero(m ^ mirror) / np.count_nonzero(m | mirror))
+        full = (body.coverage + body.clothing) >= 0.5
+        cols = np.round(c.px(np.array([[150.0, 0.0], [-150.0, 0.0]]))[:, 0]).astype(int)
+        tops = [float(c.y[np.argmax(full[:, j])]) for j in cols]  # the shoulder's top 150 mm out on each side
+        drops.append(abs(tops[0] - tops[1]))
+    # A mirrored outline with jitter only differed by 0.6-1.9 % of its area.
+    assert float(np.median(xor)) > 0.03
+    assert sum(d >= 8.0 for d in drops) >= 3  # one shoulder visibly lower in several patients
+    assert max(drops) < 45.0  # but no caricature
+
+
 def test_whole_leg_views_often_show_both_legs():
     def runs(line: np.ndarray) -> int:
         on = (line >= 0.5).astype(np.int8)
@@ -157,6 +228,110 @@ def test_whole_leg_views_often_show_both_legs():
         n, _ = cv2.connectedComponents((body.coverage >= 0.5).astype(np.uint8))
         assert n - 1 <= 2  # never more than two limbs
     assert two >= 4
+
+
+def test_leg_has_knee_calf_ankle_and_foot_not_a_tube():
+    from imgtool.synth._scene import Framing, _leg_poly
+
+    fr = Framing("limb", 1.0, (150.0, 0.0), False, (260, 1300), "leg")  # x from -500 to 800 mm, y +-130 mm
+    c = _Canvas(fr)
+    shin = 420.0
+    for front in (True, False):
+        for seed in range(3):
+            poly = _leg_poly((0.0, 0.0), 0.0, 0.0, 64.0, 50.0, shin, 1.0 if seed % 2 else -1.0, front, np.random.default_rng(seed))
+            cov = c.fill(poly) >= 0.5
+            width = cov.sum(axis=0).astype(float) * fr.mm_per_px  # across the leg at each x (mm from the knee)
+
+            def w(a: float, b: float, fn=np.max) -> float:
+                return float(fn(width[(c.x >= a) & (c.x <= b)]))
+
+            thigh, knee = w(-420.0, -380.0), w(-5.0, 5.0)
+            calf, ankle = w(0.2 * shin, 0.5 * shin), w(0.75 * shin, 0.95 * shin, np.min)
+            foot = w(shin + 60.0, shin + 120.0 if front else shin + 175.0)
+            assert knee < 0.85 * thigh
+            assert calf > 1.03 * w(0.08 * shin, 0.14 * shin, np.min)  # the calf bulges below the knee
+            assert ankle < 0.72 * calf  # and narrows to the ankle
+            assert foot > 1.2 * ankle  # the foot (or sole) widens again
+            # It ends in five toes: the outline's reach along the leg, row by row across
+            # it, has five tips with a cleft of at least 1.5 mm between neighbours.
+            rows = np.nonzero(cov.any(axis=1))[0]
+            reach = [float(np.nonzero(cov[r])[0].max()) for r in rows]
+            tips, rising, hi, lo = 0, True, reach[0], reach[0]
+            for v in reach[1:]:
+                if rising and v > hi:
+                    hi = v
+                elif rising and hi - v >= 1.5 / fr.mm_per_px:
+                    tips, rising, lo = tips + 1, False, v
+                elif not rising and v < lo:
+                    lo = v
+                elif not rising and v - lo >= 1.5 / fr.mm_per_px:
+                    rising, hi = True, v
+            assert tips + int(rising) == 5
+
+
+def test_some_whole_leg_shots_show_the_ankles_and_feet(monkeypatch):
+    import imgtool.synth._scene as scene
+
+    ankles = []
+    real = scene._foot_relief
+
+    def spy(c, ankle, *a, **k):  # record where each leg's ankle is drawn
+        ankles.append((c, ankle))
+        return real(c, ankle, *a, **k)
+
+    monkeypatch.setattr(scene, "_foot_relief", spy)
+    shots = with_feet = 0
+    for seed in range(60):
+        rng = np.random.default_rng(500 + seed)
+        fr = choose_framing(rng, "limb", (96, 96), False, 1.18)
+        if fr.part != "leg":
+            continue
+        ankles.clear()
+        build_body(rng, fr, 3)
+        h, w = fr.world_shape
+        shots += 1
+        seen = False
+        for c, ankle in ankles:
+            x, y = c.px(np.array([ankle]))[0]
+            seen |= bool(0.085 * w <= x <= 0.915 * w and 0.085 * h <= y <= 0.915 * h)
+        with_feet += seen
+    assert shots >= 20
+    # Main's framing showed an ankle in 1 of 32 whole-leg shots; lower-leg photos show them.
+    assert 0.2 * shots <= with_feet <= 0.8 * shots
+
+
+def test_soles_of_prone_legs_are_paler_than_the_legs_on_dark_skin(monkeypatch):
+    import imgtool.synth._scene as scene
+    from imgtool.synth._scene import Framing
+
+    feet = []
+    real = scene._foot_relief
+
+    def spy(c, ankle, ang, wj, medial, front, rel):
+        feet.append((ankle, ang, front))
+        return real(c, ankle, ang, wj, medial, front, rel)
+
+    monkeypatch.setattr(scene, "_foot_relief", spy)
+    checked = 0
+    for seed in range(12):
+        feet.clear()
+        fr = Framing("limb", 2.5, (0.0, 0.0), False, (700, 700), "leg")  # 1750 mm: the whole leg and foot
+        body = build_body(np.random.default_rng(seed), fr, 6)
+        c = _Canvas(fr)
+        for ankle, ang, front in feet:
+            d = np.array([math.cos(ang), math.sin(ang)])
+            (sx, sy), (lx, ly) = np.round(c.px(np.array([np.array(ankle) + 80.0 * d, np.array(ankle) - 150.0 * d]))).astype(int)
+            if not (0 <= sx < 700 and 0 <= sy < 700 and 0 <= lx < 700 and 0 <= ly < 700):
+                continue
+            if body.coverage[sy, sx] < 0.99 or body.coverage[ly, lx] < 0.99:
+                continue
+            ratio = body.tint[sy, sx, 1] / body.tint[ly, lx, 1]
+            if front:
+                assert ratio < 1.15  # the dorsum of the foot is ordinary skin
+            else:
+                assert ratio > 1.3  # the sole is much paler
+                checked += 1
+    assert checked >= 2
 
 
 def _photo_window(a: np.ndarray) -> np.ndarray:

@@ -309,6 +309,17 @@ def _cylinder_height(coverage: np.ndarray, radius_px: float, *, depth: float = 1
     if not inside.any():
         return np.zeros(coverage.shape, dtype=np.float32)
     dist = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_5)
+    if not inside.all():
+        # The distance from a pixel mask steps where the outline crosses a row or column
+        # (a staircase), which the steep rim shades as a row of ticks along a shallow
+        # edge: a signed distance blurred over a pixel follows the outline smoothly.
+        sdf = dist - cv2.distanceTransform(1 - inside, cv2.DIST_L2, cv2.DIST_MASK_5)
+        sdf += np.float32(0.5)
+        sdf -= inside  # dist - 0.5 inside, 0.5 - (distance outside) outside
+        dist = blur(sdf, 2.5)
+        dist += np.float32(0.5)
+        np.maximum(dist, np.float32(0.5), out=dist)
+        dist *= inside
     r = np.float32(max(radius_px, 1.0))
     # Beyond 2 r the surface is flat anyway; a canvas with no edge gives no finite distance.
     dist = np.minimum(dist, np.float32(2.0) * r)
@@ -361,6 +372,10 @@ def _occlusion(height: np.ndarray, inside: np.ndarray, scales_px: tuple[float, .
 
 # Sun-tan colour (multiplier of the albedo at full tan) per skin type: fair skin reddens, darker skin browns.
 _TAN = {1: (0.93, 0.84, 0.82), 2: (0.88, 0.78, 0.70), 3: (0.82, 0.72, 0.62), 4: (0.84, 0.76, 0.68), 5: (0.88, 0.83, 0.78), 6: (0.92, 0.89, 0.86)}
+
+
+# Albedo multiplier of the soles per skin type (thick plantar skin with little melanin).
+_SOLE = {1: (1.02, 0.97, 0.96), 2: (1.04, 0.99, 0.97), 3: (1.12, 1.08, 1.05), 4: (1.3, 1.25, 1.2), 5: (1.6, 1.5, 1.45), 6: (1.9, 1.75, 1.65)}
 
 
 def _skin_tint(landmarks: np.ndarray | None, ao: np.ndarray, sun: np.ndarray, fitz: int, amount: float) -> np.ndarray:
@@ -480,6 +495,27 @@ def build_body(rng: np.random.Generator, framing: Framing, fitzpatrick: int) -> 
     return replace(body, hair_base=(body.hair_base * body.coverage).astype(np.float32))
 
 
+def _torso_half(wa: float, ww: float, dy: float, trap: float, hip: float) -> list[tuple[float, float]]:
+    """One side's outline (mm, x >= 0, before the body size) from the neck down to the hips.
+
+    ``wa`` and ``ww`` scale the shoulder's and the waist's width, ``dy`` lowers the
+    shoulder (fading in from the neck, and out down the flank), ``trap`` lifts the
+    trapezius between the neck and the acromion and ``hip`` moves the waist's
+    narrowest point down.
+    """
+    neck_top, acromion = 58.0, 194.0 * wa
+    pts = [(58, -420), (64, -370), (76, -340), (98, -318), (118 * wa, -295), (160 * wa, -281), (194 * wa, -267)]
+    out = []
+    for x, y in pts:
+        t = min(max((x - neck_top) / (acromion - neck_top), 0.0), 1.0)
+        w = t * t * (3.0 - 2.0 * t)
+        out.append((x, y + dy * w - trap * math.sin(math.pi * t)))
+    for x, y in [(218 * wa, -248), (232 * wa, -220), (237 * wa, -190), (236 * wa, -160), (226 * wa, -134), (204 * wa, -114)]:
+        out.append((x, y + dy))
+    out += [(188 * ww, -50 + 0.5 * dy), (168 * ww, 100 + hip), (180 * ww, 240 + 0.5 * hip), (188 * ww, 760)]
+    return out
+
+
 def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int) -> Body:
     shape = c.shape
     k = rng.uniform(0.85, 1.12)  # body size
@@ -487,31 +523,25 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
     ww = rng.uniform(0.85, 1.2)  # waist width (adiposity)
     fat = float(np.clip((ww - 0.85) / 0.35 + rng.normal(0.0, 0.15), 0.0, 1.0))
     lean = 1.0 - fat
+    # A patient standing for a photo is not symmetric: one shoulder lower than the other
+    # (and that arm a little further out), the shoulders' widths, the trapezius' slope
+    # from the neck and the waist's width and height differ from side to side.
+    drop = float(np.clip(rng.normal(0.0, 10.0), -25.0, 25.0))  # mm the right shoulder is lower (+) than the left
+    sides = {}
+    for side in (1.0, -1.0):
+        sides[side] = {
+            "wa": wa * (1.0 + float(np.clip(rng.normal(0.0, 0.03), -0.07, 0.07))),
+            "dy": 0.5 * side * drop + float(rng.normal(0.0, 2.0)),
+            "trap": float(rng.uniform(-10.0, 10.0)),  # a fuller (+) or flatter (-) trapezius between neck and acromion
+            "ww": ww * (1.0 + float(np.clip(rng.normal(0.0, 0.035), -0.08, 0.08))),
+            "hip": float(rng.normal(0.0, 12.0)),  # the waist's narrowest point higher (-) or lower
+        }
     # Above the neck the frame's top edge cuts the head: the jaw and chin from the
     # front, the (hairless or shaved) occiput from behind.
     head = [(66, -760), (65, -540), (61, -478), (55, -448)] if view == "chest" else [(78, -760), (80, -620), (74, -530), (60, -470)]
-    half = head + [
-        (58, -420),
-        (64, -370),
-        (76, -340),
-        (98, -318),
-        (118 * wa, -295),
-        (160 * wa, -281),
-        (194 * wa, -267),
-        (218 * wa, -248),
-        (232 * wa, -220),
-        (237 * wa, -190),
-        (236 * wa, -160),
-        (226 * wa, -134),
-        (204 * wa, -114),
-        (188 * ww, -50),
-        (168 * ww, 100),
-        (180 * ww, 240),
-        (188 * ww, 760),
-    ]
-    right = np.array(half) * k
-    right = right + rng.normal(0, 3.0, right.shape)
-    left = right[::-1] * np.array([-1.0, 1.0]) + rng.normal(0, 2.5, right.shape)
+    halves = {side: np.array(head + _torso_half(**sp)) * k for side, sp in sides.items()}
+    right = halves[1.0] + rng.normal(0, 3.0, halves[1.0].shape)
+    left = halves[-1.0][::-1] * np.array([-1.0, 1.0]) + rng.normal(0, 2.5, halves[-1.0].shape)
     torso = chaikin(np.vstack([right, left]), 3)
     cov = c.fill(torso)
     # The trunk is a flattened ellipse in cross-section: it turns away over its whole
@@ -520,13 +550,15 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
     # Arms hang beside the torso, a little away from it; their tops are inside the shoulders.
     arm_cov = np.zeros(shape, dtype=np.float32)
     arm_h = np.zeros(shape, dtype=np.float32)
+    arm_env = np.zeros(shape, dtype=np.float32)  # the arms' plain cylinders (no muscles), for the envelope
     sun = np.zeros(shape, dtype=np.float32)
     redness = np.zeros(shape, dtype=np.float32)
     spread = rng.uniform(0.0, 0.1)
     for side in (1.0, -1.0):
         # The arm's rounded top stays inside the shoulder; its outer edge continues the deltoid's.
-        p0 = (side * (237 * wa - 47) * k, -170 * k)
-        p1 = (side * ((232 * wa - 10) * k + 900 * spread), 520 * k)
+        sw, dy = sides[side]["wa"], sides[side]["dy"]
+        p0 = (side * (237 * sw - 47) * k, (-170 + dy) * k)
+        p1 = (side * ((232 * sw - 10) * k + 900 * spread + 1.5 * max(side * drop, 0.0)), (520 + dy) * k)
         arm = c.fill(_tube_poly(p0, p1, 46 * k, 34 * k, rng))
         arm_cov = np.maximum(arm_cov, arm)
         elbow = (p0[0] + 0.43 * (p1[0] - p0[0]), p0[1] + 0.43 * (p1[1] - p0[1]))
@@ -535,6 +567,7 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
         c.bump(p0[0] + 0.58 * (p1[0] - p0[0]), p0[1] + 0.58 * (p1[1] - p0[1]), 36 * k, 70 * k, out=a_rel, amp=4.0)  # forearm muscles
         a_h = _cylinder_height(arm, c.mm(42 * k), depth=0.9, smooth=0.25)
         arm_h = np.maximum(arm_h, a_h + a_rel * (arm >= 0.5) / np.float32(c.f.mm_per_px))
+        arm_env = np.maximum(arm_env, a_h)
         redness = np.maximum(redness, 0.6 * c.bump(elbow[0], elbow[1], 30 * k, 26 * k))
         # Forearms are sun-exposed.
         sun = np.maximum(sun, arm * smoothstep((c.yy - np.float32(elbow[1] - 40 * k)) * np.float32(1.0 / (60 * k))))
@@ -544,18 +577,24 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
     root = smoothstep((c.yy - np.float32(-150 * k)) * np.float32(1.0 / (70 * k)))
     height = height + root * (merged - height)
     cov = np.maximum(cov, arm_cov)
+    # The rounded envelope of the whole silhouette (trunk and arms as one outline): the
+    # relief minus it is what occludes the sky (creases, grooves, the arm-trunk crease),
+    # not the trunk's and the arms' roll-off towards their outline.
+    env = _cylinder_height(cov, c.mm(185.0 * k * ww), depth=0.62, smooth=0.25)
+    env = env + root * (np.maximum(env, arm_env) - env)
 
     rel = np.zeros(shape, dtype=np.float32)
     tint = np.ones(shape + (3,), dtype=np.float32)
     for side in (1.0, -1.0):
-        c.bump(side * 205 * wa * k, -222 * k, 52 * k, 75 * k, side * 0.3, out=rel, amp=5.0)  # deltoid
-        c.ridge((side * 52 * k, -330 * k), (side * 165 * wa * k, -268 * k), 42.0 * k, out=rel, amp=7.0)  # trapezius over the shoulder
+        sw, dy = sides[side]["wa"], sides[side]["dy"]
+        c.bump(side * 205 * sw * k, (-222 + dy) * k, 52 * k, 75 * k, side * 0.3, out=rel, amp=5.0)  # deltoid
+        c.ridge((side * 52 * k, -330 * k), (side * 165 * sw * k, (-268 + dy - 0.5 * sides[side]["trap"]) * k), 42.0 * k, out=rel, amp=7.0)  # trapezius over the shoulder
         # Ribs show on the flanks of thin people.
         for j in range(6):
             y = (-150 + 30 * j) * k
             c.ridge((side * 100 * k, y), (side * 160 * k, y + 28 * k), 12.0 * k, out=rel, amp=np.float32(1.0 * lean * lean))
         # The flank: a soft roll above the waistband on heavier people.
-        c.bump(side * 168 * ww * k, 170 * k, 55 * k, 80 * k, out=rel, amp=np.float32(9.0 * fat))
+        c.bump(side * 168 * sides[side]["ww"] * k, (170 + sides[side]["hip"]) * k, 55 * k, 80 * k, out=rel, amp=np.float32(9.0 * fat))
     if view == "back":
         c.ridge((0, -300 * k), (0, 330 * k), 30.0 * k, out=rel, amp=-4.0)  # spine groove
         c.ridge((0, 60 * k), (0, 330 * k), 26.0 * k, out=rel, amp=-2.5)  # deeper in the lumbar region
@@ -563,14 +602,15 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
             y = (-305 + 24 * j) * k
             c.bump(0, y, 12 * k, 10 * k, out=rel, amp=np.float32((3.0 if j == 0 else 1.0) * (0.4 + 0.6 * lean)))
         for side in (1.0, -1.0):
+            sw, sdy = sides[side]["wa"], 0.7 * sides[side]["dy"]  # the scapula follows its shoulder
             c.bump(side * 44 * k, 170 * k, 48 * k, 200 * k, out=rel, amp=6.0)  # erector spinae (lumbar)
             c.bump(side * 38 * k, -100 * k, 42 * k, 170 * k, out=rel, amp=2.0)  # erector spinae (thoracic)
-            c.bump(side * 125 * wa * k, -150 * k, 70 * k, 85 * k, side * 0.25, out=rel, amp=6.0)  # scapula and infraspinatus
-            c.ridge((side * 74 * k, -228 * k), (side * 92 * k, -80 * k), 24.0 * k, out=rel, amp=np.float32(1.5 + 2.0 * lean))  # medial border
-            c.bump(side * 104 * k, -72 * k, 32 * k, 26 * k, out=rel, amp=np.float32(1.5 + 2.0 * lean))  # inferior angle
-            c.ridge((side * 80 * k, -208 * k), (side * 180 * wa * k, -244 * k), 18.0 * k, out=rel, amp=np.float32(1.0 + 1.5 * lean))  # spine of scapula
-            c.bump(side * 55 * k, -150 * k, 18 * k, 70 * k, out=rel, amp=-2.5)  # rhomboid hollow
-            c.bump(side * 150 * wa * k, -40 * k, 50 * k, 130 * k, side * 0.2, out=rel, amp=8.0)  # latissimus
+            c.bump(side * 125 * sw * k, (-150 + sdy) * k, 70 * k, 85 * k, side * 0.25, out=rel, amp=6.0)  # scapula and infraspinatus
+            c.ridge((side * 74 * k, (-228 + sdy) * k), (side * 92 * k, (-80 + sdy) * k), 24.0 * k, out=rel, amp=np.float32(1.5 + 2.0 * lean))  # medial border
+            c.bump(side * 104 * k, (-72 + sdy) * k, 32 * k, 26 * k, out=rel, amp=np.float32(1.5 + 2.0 * lean))  # inferior angle
+            c.ridge((side * 80 * k, (-208 + sdy) * k), (side * 180 * sw * k, (-244 + sdy) * k), 18.0 * k, out=rel, amp=np.float32(1.0 + 1.5 * lean))  # spine of scapula
+            c.bump(side * 55 * k, (-150 + sdy) * k, 18 * k, 70 * k, out=rel, amp=-2.5)  # rhomboid hollow
+            c.bump(side * 150 * sw * k, (-40 + 0.5 * sdy) * k, 50 * k, 130 * k, side * 0.2, out=rel, amp=8.0)  # latissimus
             c.bump(side * 42 * k, 300 * k, 10 * k, 10 * k, out=rel, amp=-2.5)  # dimples of Venus
         # The neck and upper back get sun above a collar line.
         collar = smoothstep((np.float32(-300 * k) + np.float32(0.35) * np.abs(c.xx) - c.yy) * np.float32(1.0 / (30 * k)))
@@ -582,7 +622,7 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
         breast = (not male) and rng.random() < 0.8
         for side in (1.0, -1.0):
             c.ridge((side * 48 * k, -390 * k), (side * 20 * k, -285 * k), 18.0 * k, out=rel, amp=4.0)  # sternocleidomastoid
-            c.bump(side * 90 * k, -296 * k, 55 * k, 24 * k, out=rel, amp=-3.0)  # supraclavicular hollow
+            c.bump(side * 90 * k, (-296 + 0.5 * sides[side]["dy"]) * k, 55 * k, 24 * k, out=rel, amp=-3.0)  # supraclavicular hollow
             c.ridge((side * 150 * k, 40 * k), (side * 30 * k, -50 * k), 22.0 * k, out=rel, amp=np.float32(1.0 + 1.5 * lean))  # costal margin
             if lean > 0.4:
                 for j in range(3):  # rectus abdominis segments
@@ -597,7 +637,7 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
                 c.bump(side * 85 * k, -145 * k, 100 * k, 72 * k, side * 0.12, out=rel, amp=14.0)  # pectoral
                 c.bump(side * 100 * k, -105 * k, 80 * k, 30 * k, out=rel, amp=4.0)  # its lower border
                 nip = (side * 98 * k, -78 * k)
-            c.ridge((side * 28 * k, -268 * k), (side * 160 * k, -278 * k), 15.0 * k, out=rel, amp=2.5)  # clavicle
+            c.ridge((side * 28 * k, -268 * k), (side * 160 * sides[side]["wa"] * k, (-278 + sides[side]["dy"]) * k), 15.0 * k, out=rel, amp=2.5)  # clavicle
             # Areola and nipple: brown or pink, a landmark that is not a lesion.
             ar = rng.uniform(11, 22) * (1.25 if breast else 1.0)
             areola = c.bump(nip[0], nip[1], ar, ar * rng.uniform(0.85, 1.0))
@@ -623,13 +663,17 @@ def _torso(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: in
     height = height + rel * (np.float32(1.0) - over_arm) * np.float32(1.0 / c.f.mm_per_px)
     # Flushed over the shoulders (and the elbows, above).
     for side in (1.0, -1.0):
-        redness = np.maximum(redness, 0.45 * c.bump(side * 195 * wa * k, -255 * k, 70 * k, 50 * k))
+        redness = np.maximum(redness, 0.45 * c.bump(side * 195 * sides[side]["wa"] * k, (-255 + sides[side]["dy"]) * k, 70 * k, 50 * k))
 
     # Clothing occluders in front of the body are handled by the background; here the
     # waistband and bra strap just remove skin.
     cov_all = cov
     cov, clothing = _occlude_clothing(rng, c, cov, waist_y=rng.uniform(250, 360) * k, strap=(view == "back" and not male and rng.random() < 0.5), k=k, arms=arm_cov)
-    ao = _occlusion(height, cov_all, (c.mm(12.0), c.mm(45.0)), 0.55)
+    # A gentle muscle bump hides little sky from the skin at its foot: raised relief
+    # counts a third, so bumps do not draw dark rings round themselves; hollows count fully.
+    detail = height - env
+    detail = np.minimum(detail, 0.0) + np.float32(0.35) * np.maximum(detail, 0.0)
+    ao = _occlusion(detail, cov_all, (c.mm(12.0), c.mm(45.0)), 0.55)
     # Skin just above clothing lies in its shadow.
     ao *= 1.0 - np.float32(0.3) * blur(clothing, c.mm(6.0))
     tint = _skin_tint(tint, ao, sun, fitz, rng.uniform(0.3, 1.0))
@@ -720,6 +764,10 @@ def _limb(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
     # a whole-arm shot is centred on the forearm, so the wrist and hand are often in it.
     jt = rng.uniform(-150, 150) if (is_leg or c.f.close_up) else rng.uniform(-170, -20)
     forearm = 750.0 if is_leg else rng.uniform(235.0, 275.0) * w0 / 44.0
+    shin = rng.uniform(380.0, 450.0) * w0 / 64.0  # knee to ankle
+    if is_leg and not c.f.close_up and rng.random() < 0.35:
+        # A photo of the lower legs: the knees near one edge, the ankles and feet in the frame.
+        jt = -shin * rng.uniform(0.6, 0.85)
     wj = 0.5 * (w0 + w1) * rng.uniform(0.85, 1.0)
     # Clinic leg photos usually show both legs: a whole-leg view gets the other one beside it.
     offsets = [0.0]
@@ -729,20 +777,34 @@ def _limb(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
     height = np.zeros(shape, dtype=np.float32)
     rel = np.zeros(shape, dtype=np.float32)
     redness = np.zeros(shape, dtype=np.float32)
+    sole = np.zeros(shape, dtype=np.float32)  # the soles of a prone leg's feet
     for off in offsets:
         ox, oy = -sa * off, ca * off
         jo = jt + (rng.uniform(-25, 25) if off else 0.0)
         jx, jy = ox + jo * ca, oy + jo * sa
         bend = rng.uniform(-0.35, 0.35) if not off else rng.uniform(-0.12, 0.12)
+        if is_leg and len(offsets) > 1:
+            # Two legs side by side stand straight or a little apart at the feet, never crossing.
+            away = -math.copysign(1.0, offsets[1]) if off == 0.0 else math.copysign(1.0, offsets[1])
+            bend = away * abs(bend) * 0.4
         cb, sb = math.cos(ang + bend), math.sin(ang + bend)
-        upper = c.fill(_tube_poly((jx - 750 * ca, jy - 750 * sa), (jx + 0.6 * wj * ca, jy + 0.6 * wj * sa), w0, wj, rng, n=10))
-        lower = c.fill(_tube_poly((jx - 0.6 * wj * cb, jy - 0.6 * wj * sb), (jx + forearm * cb, jy + forearm * sb), wj, w1, rng, n=10))
-        if not is_leg:
+        if is_leg:
+            # A leg's own profile: thigh, knee, calf (the medial head fuller and lower),
+            # the narrow ankle with its malleoli and the foot (or, from behind, the heel).
+            # The medial side faces the other leg.
+            if len(offsets) > 1:
+                medial = math.copysign(1.0, offsets[1]) * (1.0 if off == 0.0 else -1.0)
+            else:
+                medial = float(rng.choice([-1.0, 1.0]))
+            seg = c.fill(_leg_poly((jx, jy), ang, bend, w0, wj, shin, medial, front, rng))
+        else:
+            upper = c.fill(_tube_poly((jx - 750 * ca, jy - 750 * sa), (jx + 0.6 * wj * ca, jy + 0.6 * wj * sa), w0, wj, rng, n=10))
+            lower = c.fill(_tube_poly((jx - 0.6 * wj * cb, jy - 0.6 * wj * sb), (jx + forearm * cb, jy + forearm * sb), wj, w1, rng, n=10))
             for part in _hand_poly((jx + forearm * cb, jy + forearm * sb), ang + bend, w1, rng):
                 lower = np.maximum(lower, c.fill(part))
-        # One outline for the whole limb (no notch at the joint), rounded as one piece.
-        seg = blur(np.maximum(upper, lower), c.mm(0.5 * wj))
-        seg = smoothstep((seg - np.float32(0.5)) * np.float32(4.0) + np.float32(0.5))
+            # One outline for the whole limb (no notch at the joint), rounded as one piece.
+            seg = blur(np.maximum(upper, lower), c.mm(0.5 * wj))
+            seg = smoothstep((seg - np.float32(0.5)) * np.float32(4.0) + np.float32(0.5))
         seg_h = _cylinder_height(seg, c.mm(wj * 0.95), depth=0.75, smooth=0.25)
         cov = np.maximum(cov, seg)
         height = np.maximum(height, seg_h)
@@ -754,7 +816,7 @@ def _limb(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
             c.bump(jx + dn[0] * wj * 0.75, jy + dn[1] * wj * 0.75, wj * 0.2, wj * 0.18, out=rel, amp=3.0)  # tibial tuberosity
             side = 1.0 if rng.random() < 0.5 else -1.0
             c.bump(jx + up[0] * wj * 0.9 - sa * side * wj * 0.4, jy + up[1] * wj * 0.9 + ca * side * wj * 0.4, wj * 0.45, wj * 0.6, ang, out=rel, amp=6.0)  # vastus medialis
-            c.ridge((jx + dn[0] * wj, jy + dn[1] * wj), (jx + dn[0] * 600, jy + dn[1] * 600), wj * 0.25, out=rel, amp=2.5)  # shin (tibial crest)
+            c.ridge((jx + dn[0] * wj, jy + dn[1] * wj), (jx + dn[0] * 0.85 * shin, jy + dn[1] * 0.85 * shin), wj * 0.4, out=rel, amp=1.8)  # shin (tibial crest), a soft edge
             redness = np.maximum(redness, 0.7 * c.bump(jx, jy, wj * 0.6, wj * 0.55, ang))
         elif is_leg:
             c.ridge((jx - sa * wj * 0.5, jy + ca * wj * 0.5), (jx + sa * wj * 0.5, jy - ca * wj * 0.5), 16.0, out=rel, amp=-1.5)  # popliteal crease
@@ -773,25 +835,144 @@ def _limb(rng: np.random.Generator, c: _Canvas, view: str, male: bool, fitz: int
             c.bump(jx + dn[0] * wj * 1.4, jy + dn[1] * wj * 1.4, wj * 0.75, wj * 1.5, ang + bend + math.pi / 2, out=rel, amp=7.0)  # forearm flexors
         if not is_leg:
             _hand_relief(c, (jx + forearm * cb, jy + forearm * sb), ang + bend, w1, rel)
+        else:
+            _foot_relief(c, (jx + shin * cb, jy + shin * sb), ang + bend, wj, medial, front, rel)
+            if not front:  # the sole begins below the heel's back
+                beyond = (c.xx - np.float32(jx + shin * cb)) * np.float32(cb) + (c.yy - np.float32(jy + shin * sb)) * np.float32(sb)
+                sole = np.maximum(sole, smoothstep((beyond - np.float32(25.0)) * np.float32(1.0 / 30.0)) * seg)
     redness *= np.float32(rng.uniform(0.2, 1.0))
+    # The rounded envelope of the outline (both legs as one where they touch): the
+    # relief minus it occludes (joint creases, between touching legs, between the
+    # fingers), the roll-off towards the outline does not (no dark rim).
+    env = _cylinder_height(cov, c.mm(wj * 0.95), depth=0.75, smooth=0.25) if len(offsets) > 1 else height
     height = height + rel * (cov >= 0.5) / np.float32(c.f.mm_per_px)
     # Arms and shins see the sun; thighs are usually covered.
     along = c.xx * np.float32(ca) + c.yy * np.float32(sa)
     sun = cov if not is_leg else cov * smoothstep((along - np.float32(jt - 60.0)) * np.float32(1.0 / 120.0))
     cov_all = cov
     cov, clothing = _sleeve(rng, c, cov, ang, w0)
-    ao = _occlusion(height, cov_all, (c.mm(10.0), c.mm(0.8 * w0)), 0.5)
+    ao = _occlusion(height - env, cov_all, (c.mm(10.0), c.mm(0.8 * w0)), 0.5)
     ao *= 1.0 - np.float32(0.3) * blur(clothing, c.mm(6.0))
-    tint = _skin_tint(None, ao, sun, fitz, rng.uniform(0.2, 0.9))
+    landmarks = None
+    if sole.any():
+        # Plantar skin has little melanin and no tan: much paler than the leg on dark
+        # skin, a little pinker on fair skin.
+        sun = sun * (np.float32(1.0) - sole)
+        pale = np.array(_SOLE[int(fitz)], dtype=np.float32)
+        landmarks = np.float32(1.0) + sole[..., None] * (pale - np.float32(1.0))
+    tint = _skin_tint(landmarks, ao, sun, fitz, rng.uniform(0.2, 0.9))
     hair_base = np.zeros(shape, dtype=np.float32)
     if rng.random() < (0.85 if male else 0.35):
         patchy = fractal(rng, shape, c.mm(50.0), octaves=2)
-        hair_base = smoothstep((0.75 + 0.25 * patchy) * 3.0 - 1.0) * (cov >= 0.5)
+        hair_base = smoothstep((0.75 + 0.25 * patchy) * 3.0 - 1.0) * (cov >= 0.5) * (np.float32(1.0) - sole)
     # Limb hair lies along the limb, toward its distal end, with some swirl.
     fx = np.full(shape, ca, dtype=np.float32) + np.float32(0.25) * noise(rng, shape, c.mm(60))
     fy = np.full(shape, sa, dtype=np.float32) + np.float32(0.25) * noise(rng, shape, c.mm(60))
     flow = _flow_from_angle_field(fx, fy)
     return Body(cov, clothing, height.astype(np.float32), tint, hair_base, flow, redness.astype(np.float32), cov >= 0.5, "body", male)
+
+
+def _leg_poly(knee: tuple[float, float], ang: float, bend: float, w0: float, wj: float, shin: float, medial: float, front: bool, rng: np.random.Generator) -> np.ndarray:
+    """Outline (mm) of a leg from the thigh (out of frame) past the knee to the ankle and foot.
+
+    ``ang`` is the thigh's direction (towards the foot) and ``ang + bend`` the shin's;
+    ``w0`` is the thigh's and ``wj`` the knee's half-width, ``shin`` the knee-to-ankle
+    length, ``medial`` (+1 or -1) the side of the outline's normal that is the inner
+    side. Seen from the front (``front``) the foot's dorsum is foreshortened into a
+    short, wide shape; from behind, the patient lying prone, the sole is seen from the
+    heel past the narrow arch to the ball; both end in the toes (the big toe medial).
+    """
+    q = wj / w0
+    L = shin
+    # (distance from the knee along the leg, lateral and medial half-widths / w0)
+    ctrl = [
+        (-780.0, 1.0, 1.0),
+        (-450.0, 0.95, 0.97),
+        (-230.0, 0.86, 0.92),
+        (-100.0, 0.5 * (0.86 + q), q + 0.1),  # vastus medialis bulges inside above the knee
+        (0.0, q, q),
+        (0.11 * L, q * 0.94, q * 0.95),
+        (0.26 * L, q * 1.06, q * 1.02),  # the lateral calf head, higher
+        (0.38 * L, q * 1.0, q * 1.12),  # the medial one, fuller and lower
+        (0.62 * L, 0.76 * q, 0.8 * q),
+        (0.88 * L, 0.6 * q, 0.62 * q),  # the narrowest, above the malleoli
+        (0.97 * L, 0.66 * q, 0.71 * q),  # the medial malleolus is higher,
+        (1.03 * L, 0.69 * q, 0.65 * q),  # the lateral one lower
+    ]
+    if front:  # the foot's dorsum, foreshortened, widening to the toes
+        ctrl += [(L + 40.0, 0.74 * q, 0.78 * q), (L + 90.0, 0.92 * q, 1.0 * q), (L + 115.0, 0.9 * q, 1.0 * q)]
+    else:  # lying prone: the sole, from the heel past the narrow arch to the ball and the toes
+        ctrl += [(L + 40.0, 0.64 * q, 0.64 * q), (L + 95.0, 0.64 * q, 0.56 * q), (L + 150.0, 0.84 * q, 0.9 * q), (L + 175.0, 0.86 * q, 0.94 * q)]
+    ctrl_a = np.array(ctrl)
+    ctrl_a[:, 1:] *= 1.0 + 0.025 * rng.standard_normal((len(ctrl), 2))
+    u = np.concatenate([np.linspace(-780.0, -200.0, 8, endpoint=False), np.arange(-200.0, ctrl_a[-1, 0] + 1e-6, 8.0)])
+    # Widths between the control points, rounded over about 40 mm (no corners in the outline).
+    kern = np.hanning(9)[1:-1]
+    kern /= kern.sum()
+
+    def width(col: int) -> np.ndarray:
+        wv = np.interp(u, ctrl_a[:, 0], ctrl_a[:, col])
+        pad = np.concatenate([np.full(3, wv[0]), wv, np.full(3, wv[-1])])
+        return np.convolve(pad, kern, mode="valid") * w0
+
+    lat, med = width(1), width(2)
+    # The axis turns from the thigh's to the shin's direction across the knee.
+    a = ang + bend * np.clip((u + 60.0) / 120.0, 0.0, 1.0) ** 2 * (3.0 - 2.0 * np.clip((u + 60.0) / 120.0, 0.0, 1.0))
+    kx, ky = knee
+    cx = np.where(u < 0, kx + u * math.cos(ang), kx + u * math.cos(ang + bend))
+    cy = np.where(u < 0, ky + u * math.sin(ang), ky + u * math.sin(ang + bend))
+    nx, ny = -np.sin(a), np.cos(a)
+    wp = np.where(medial > 0, med, lat)  # the +normal side
+    wm = np.where(medial > 0, lat, med)
+    plus = np.stack([cx + nx * wp, cy + ny * wp], axis=1)
+    minus = np.stack([cx - nx * wm, cy - ny * wm], axis=1)
+    # The end: the toes, the big toe on the medial side.
+    ea = ang + bend
+    ex, ey = cx[-1], cy[-1]
+    local: list[tuple[float, float]] = []  # (along beyond the last station, across towards +normal)
+    frac = np.array([0.3, 0.19, 0.18, 0.17, 0.16]) * (1.0 + 0.05 * rng.standard_normal(5))
+    length = np.array([38.0, 36.0, 30.0, 24.0, 17.0]) * (w0 / 64.0) * (1.0 + 0.08 * rng.standard_normal(5))
+    if medial < 0:  # the big toe on the -normal side: order the toes from +normal
+        frac, length = frac[::-1], length[::-1]
+    edges = wp[-1] - np.concatenate([[0.0], np.cumsum(frac / frac.sum())]) * (wp[-1] + wm[-1])
+    for j in range(5):
+        a0, a1 = edges[j], edges[j + 1]
+        hw, mid = 0.5 * (a0 - a1), 0.5 * (a0 + a1)
+        if j:
+            local.append((0.84 * min(length[j - 1], length[j]), a0))  # a shallow cleft between two toes
+        for i in range(7):
+            phi = math.pi * i / 6
+            local.append((length[j] - 0.6 * hw + 0.6 * hw * math.sin(phi), mid + 0.95 * hw * math.cos(phi)))
+    cap = [(ex + math.cos(ea) * al - math.sin(ea) * ac, ey + math.sin(ea) * al + math.cos(ea) * ac) for al, ac in local]
+    pts = np.vstack([plus, np.array(cap), minus[::-1]])
+    return chaikin(pts, 2)
+
+
+def _foot_relief(c: _Canvas, ankle: tuple[float, float], ang: float, wj: float, medial: float, front: bool, rel: np.ndarray) -> None:
+    """Malleoli, and the dorsum's tendons (front) or the Achilles tendon, heel, arch and ball of the sole (back), in mm into ``rel``.
+
+    ``ang`` is the shin's direction (towards the foot), ``wj`` the knee's half-width and
+    ``medial`` the side (+1: +normal) of the inner ankle.
+    """
+    ca, sa = math.cos(ang), math.sin(ang)
+
+    def at(u: float, v: float) -> tuple[float, float]:
+        return (ankle[0] + ca * u - sa * v, ankle[1] + sa * u + ca * v)
+
+    c.bump(*at(-12.0, medial * 0.55 * wj), 14.0, 17.0, ang, out=rel, amp=5.0)  # medial malleolus, higher
+    c.bump(*at(10.0, -medial * 0.55 * wj), 13.0, 16.0, ang, out=rel, amp=4.0)  # lateral malleolus, lower
+    if front:
+        c.ridge(at(-90.0, medial * 0.2 * wj), at(25.0, medial * 0.3 * wj), 8.0, out=rel, amp=1.5)  # tibialis anterior tendon
+        c.ridge(at(12.0, -0.5 * wj), at(12.0, 0.5 * wj), 10.0, out=rel, amp=-1.5)  # the crease in front of the ankle
+        for v in (-0.45, -0.15, 0.15, 0.45):
+            c.ridge(at(35.0, v * 0.5 * wj), at(95.0, v * 1.1 * wj), 7.0, out=rel, amp=0.5)  # extensor tendons to the toes
+    else:
+        c.ridge(at(-160.0, 0.0), at(5.0, 0.0), 14.0, out=rel, amp=2.5)  # Achilles tendon
+        for v in (-0.38, 0.38):
+            c.ridge(at(-110.0, v * wj), at(-10.0, v * wj), 14.0, out=rel, amp=-1.5)  # the hollows beside it
+        c.bump(*at(45.0, 0.0), 30.0, 28.0, ang, out=rel, amp=6.0)  # heel pad
+        c.bump(*at(100.0, medial * 0.3 * wj), 30.0, 18.0, ang, out=rel, amp=-3.0)  # the arch
+        c.bump(*at(155.0, 0.1 * medial * wj), 28.0, 0.8 * wj, ang, out=rel, amp=4.0)  # the ball of the foot
 
 
 def _hand_poly(wrist: tuple[float, float], ang: float, ww: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -54,7 +54,9 @@ logger = logging.getLogger(__name__)
 #: 2: OpenCV kept on its baseline code while drawing (same bytes on any x86 CPU).
 #: 3: hair drawn from follicular units along the flow, skull outline; anatomical trunk and limbs, key + fill light.
 #: 4: limb, trunk and face framing, hands, chin/occiput above the neck, skull relief, oily bald scalp, curved cast shadows.
-GENERATOR_VERSION = 4
+#: 5: one hair colour per head with a sheen band, under-layer and parting; open eyes; torso per side,
+#:    occlusion without a dark rim; legs with knee, calf, ankle and foot.
+GENERATOR_VERSION = 5
 
 #: Canvas size relative to the photo: room for the cameras to move.
 _MARGIN = 1.18

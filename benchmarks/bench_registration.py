@@ -212,8 +212,16 @@ def _pct(e: np.ndarray, q: float) -> float | None:
 
 def _summary(errors: list[float], statuses: list[str] | None = None) -> dict[str, Any]:
     e = np.array(errors, dtype=np.float64)
+    # NaN = the error is undefined (no body pixel of BEFORE is seen in AFTER): such a
+    # pair says nothing about accuracy and is counted apart, not as a failure.
+    defined = ~np.isnan(e)
+    undefined = int((~defined).sum())
+    e = e[defined]
+    if statuses is not None:
+        statuses = [s for s, d in zip(statuses, defined) if d]
     out: dict[str, Any] = {
         "pairs": int(len(e)),
+        "undefined": undefined,
         "median_px": _pct(e, 50) if len(e) else None,
         "p95_px": _pct(e, 95) if len(e) else None,
         "within_2px": float(np.mean(e <= BAD_PX)) if len(e) else None,
@@ -506,7 +514,7 @@ def _fmt(v: Any) -> str:
 
 
 def _table(result: dict[str, Any]) -> None:
-    cols = ("pairs", "median_px", "p95_px", "within_2px", "ok", "low_confidence", "failed", "wrong_but_ok", "accepted_median_px", "accepted_p95_px")
+    cols = ("pairs", "undefined", "median_px", "p95_px", "within_2px", "ok", "low_confidence", "failed", "wrong_but_ok", "accepted_median_px", "accepted_p95_px")
     print(f"\n{'set / method':<42}" + "".join(f"{c:>12}" for c in cols))
     lines = []
     ph = result.get("phantoms")

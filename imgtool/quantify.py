@@ -27,6 +27,11 @@ Change metrics compare BEFORE with AFTER aligned into BEFORE's frame, inside the
 *common region*: pixels of BEFORE's frame that the AFTER photo covers (and that are in
 the ROI when one is given). Counting inside the common region means that a change of
 zoom or framing between the two photos never counts as a change of disease.
+
+Before the change metrics, the pipeline reconciles the aligned pair's lesion labels with
+the photos' colours (:func:`reconcile_lesion_labels`): a lesion-label disagreement only
+counts as change where the colour changed too, so that segmentation noise on an unchanged
+lesion does not read as disease change.
 """
 
 from __future__ import annotations

@@ -42,6 +42,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ._filters import normalised_blur
 from .labels import BACKGROUND, HAIR, LESION, SKIN, check_labels
 
 
@@ -1272,17 +1273,11 @@ def _local_mean(lab: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
     f = min(1.0, 4.0 / max(sigma, 1e-6))
     size = (max(1, round(w * f)), max(1, round(h * f)))
     m = mask.astype(np.float32)
-    # Area resampling of the masked colours and of the mask keeps their sums: the ratio
-    # below is a weighted mean of masked pixels only.
+    # Area resampling of the masked colours and of the mask keeps their sums: the
+    # normalised blur of the two is a weighted mean of masked pixels only.
     num = cv2.resize(lab * m[..., None], size, interpolation=cv2.INTER_AREA)
     den = cv2.resize(m, size, interpolation=cv2.INTER_AREA)
-    s = sigma * f
-    num = cv2.GaussianBlur(num, (0, 0), s)
-    den = cv2.GaussianBlur(den, (0, 0), s)
-    out = num / np.maximum(den, 1e-6)[..., None]
-    far = den < 1e-3
-    if far.any():
-        out[far] = lab[mask].mean(axis=0) if mask.any() else lab.reshape(-1, 3).mean(axis=0)
+    out = normalised_blur(num, den, sigma * f)
     return cv2.resize(out, (w, h), interpolation=cv2.INTER_LINEAR)
 
 

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 from scipy import ndimage as ndi
 
+from .._filters import normalised_blur
 from ..labels import BACKGROUND, HAIR, LESION, SKIN
 
 
@@ -62,10 +63,7 @@ def _remove_small(mask: np.ndarray, min_area: int) -> np.ndarray:
 
 def _local_mean(values: np.ndarray, weights: np.ndarray, sigma: float) -> np.ndarray:
     """Weighted Gaussian mean (normalised convolution): the level of ``values`` where weight > 0."""
-    num = cv2.GaussianBlur(values * weights, (0, 0), sigma)
-    den = cv2.GaussianBlur(weights, (0, 0), sigma)
-    glob = float((values * weights).sum() / max(weights.sum(), 1e-6))
-    return np.where(den > 1e-3, num / np.maximum(den, 1e-6), glob)
+    return normalised_blur(values * weights, weights, sigma)
 
 
 def skin_mask(rgb: np.ndarray) -> np.ndarray:

@@ -84,9 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         print("imgtool.synth is not available (the phantom generator has not landed); nothing to measure", file=sys.stderr)
         return 1
     w, h = (int(x) for x in args.size.lower().split("x"))
-    opts = AnalysisOptions(augment=args.augment, reconcile=args.reconcile)
-    if args.method is not None:
-        opts = AnalysisOptions(method=args.method, augment=args.augment, reconcile=args.reconcile)
+    method = {} if args.method is None else {"method": args.method}
+    opts = AnalysisOptions(augment=args.augment, reconcile=args.reconcile, **method)
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     for seed in range(args.seed, args.seed + args.n):

@@ -1218,8 +1218,8 @@ class Reconciliation:
     Attributes
     ----------
     labels : (H, W) uint8 ndarray
-        AFTER's aligned labels with the disagreements that the photos do not support
-        reset to BEFORE's label.
+        AFTER's aligned labels with the lesion disagreements that the photos do not
+        support reset to BEFORE's label.
     residual_delta_e : float or None
         Median CIELAB colour difference (ΔE*ab) between BEFORE and the aligned AFTER on
         skin that both label healthy: the pair's colour residual after normalisation
@@ -1227,11 +1227,12 @@ class Reconciliation:
     ratio, noise_factor : float
         The decision's parameters (see :func:`reconcile_lesion_labels`).
     new_kept_px, new_reverted_px : int
-        Pixels that AFTER calls lesion and BEFORE healthy skin: kept as new lesion, or reset
-        to skin because the photo did not change there.
+        Pixels that AFTER calls lesion and BEFORE anything else (healthy skin, hair or
+        background): kept as new lesion, or reset to BEFORE's label because the photo did
+        not change there.
     resolved_kept_px, resolved_reverted_px : int
-        Pixels that BEFORE calls lesion and AFTER healthy skin: kept as resolved, or reset
-        to lesion because the photo did not change there.
+        Pixels that BEFORE calls lesion and AFTER anything else: kept as resolved, or
+        reset to lesion because the photo did not change there.
     """
 
     labels: np.ndarray = field(repr=False, compare=False)
@@ -1297,20 +1298,26 @@ def reconcile_lesion_labels(
     nothing changed (a different light, pose or noise moves the decision boundary), and
     on an unchanged pair that noise alone can move the lesion area by tens of percent.
     Change detection in imaging meets this by asking the images as well as the labels:
-    a pixel whose label went from healthy skin to lesion (or back) only changed if its
-    colour changed too. Each connected region of disagreement is tested as a whole
-    (averaging over it beats pixel noise):
+    a pixel whose label went to lesion or away from it only changed if its colour changed
+    too. Each connected region of disagreement is tested as a whole (averaging over it
+    beats pixel noise):
 
-    * *new* (BEFORE skin, AFTER lesion): its mean colour difference between the aligned
-      photos is compared with its mean contrast, in AFTER, against AFTER's healthy skin
-      nearby (what a new lesion must have added);
-    * *resolved* (BEFORE lesion, AFTER skin): against its contrast, in BEFORE, to BEFORE's
-      healthy skin nearby (what a resolved lesion must have lost).
+    * *new* (AFTER lesion, BEFORE anything else): its mean colour difference between the
+      aligned photos is compared with its mean contrast, in AFTER, against AFTER's healthy
+      skin nearby (what a new lesion must have added);
+    * *resolved* (BEFORE lesion, AFTER anything else): against its contrast, in BEFORE,
+      to BEFORE's healthy skin nearby (what a resolved lesion must have lost).
+
+    "Anything else" is healthy skin, hair or background: the segmenter also trades lesion
+    for hair at the edges of hair and for background at the body's outline and on
+    reddish fabric, and on unchanged phantom pairs those trades moved the lesion area as
+    much as the lesion/skin ones (docs/metrics.md). Real regrowth of hair over a lesion,
+    or a body outline that moved, changes the colour a lot and is kept.
 
     The region is a change when its colour moved by at least ``ratio`` of that contrast
     and by more than ``noise_factor`` times the pair's colour residual (the median
     difference on skin healthy in both photos); otherwise AFTER's label there is reset to
-    BEFORE's. Disagreements involving hair or background, and everything outside
+    BEFORE's. Disagreements between labels other than lesion, and everything outside
     ``common``, are left alone.
 
     Parameters
@@ -1348,8 +1355,8 @@ def reconcile_lesion_labels(
     if not (0.0 <= ratio <= 1.0 and noise_factor >= 0.0):
         raise ValueError(f"ratio must be in [0, 1] and noise_factor >= 0, got {ratio} and {noise_factor}")
     region = np.ones(b.shape, dtype=bool) if common is None else np.asarray(common, dtype=bool)
-    new = region & (b == SKIN) & (a == LESION)
-    resolved = region & (b == LESION) & (a == SKIN)
+    new = region & (b != LESION) & (a == LESION)
+    resolved = region & (b == LESION) & (a != LESION)
 
     # Colours are compared at a bounded resolution (memory stays small for 24-MP photos);
     # the decision is per region of disagreement, and those stay at full resolution.

@@ -498,6 +498,50 @@ def test_reconcile_keeps_real_change(lesion_rgb: tuple[int, int, int]) -> None:
     assert _rel(lb, rec.labels) == pytest.approx(_rel(lb, la))
 
 
+HAIR_RGB = (70, 50, 40)
+
+
+def _with_hair(img: np.ndarray, x0: int, noise_seed: int) -> np.ndarray:
+    """The photo with dark hair over the columns from ``x0`` on (plus fresh noise there)."""
+    out = img.astype(np.float64)
+    out[:, x0:] = HAIR_RGB
+    out[:, x0:] += np.random.default_rng(noise_seed).normal(0.0, 2.0, out[:, x0:].shape)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def test_reconcile_resets_lesion_hair_and_background_trades_on_an_unchanged_photo() -> None:
+    # A faint lesion touching a hair-bearing area, next to the background strip; the
+    # segmenter moved the lesion/hair border and called a strip of background lesion.
+    faint = (190, 140, 130)
+    before = _with_hair(_photo([(150, 100, 40, faint)], seed=11), 170, 1)
+    after = _with_hair(_photo([(150, 100, 40, faint)], seed=12), 170, 2)
+    lb = _disc_labels([(150, 100, 40)])
+    lb[:, 170:] = HAIR
+    la = lb.copy()
+    la[:, 160:170][lb[:, 160:170] == LESION] = HAIR  # lesion -> hair
+    la[:, 170:176][_disc_labels([(150, 100, 40)])[:, 170:176] == LESION] = LESION  # hair -> lesion
+    la[40:60, :10] = LESION  # background -> lesion
+    assert ((lb == LESION) != (la == LESION)).sum() > 300
+    rec = reconcile_lesion_labels(before, after, lb, la)
+    np.testing.assert_array_equal(rec.labels, lb)
+    assert rec.new_kept_px == 0 and rec.resolved_kept_px == 0
+    assert rec.new_reverted_px == int(((lb != LESION) & (la == LESION)).sum())
+    assert rec.resolved_reverted_px == int(((lb == LESION) & (la != LESION)).sum())
+
+
+def test_reconcile_keeps_hair_regrown_over_a_lesion() -> None:
+    lesion = (160, 80, 75)
+    before = _photo([(150, 100, 40, lesion)], seed=13)
+    after = _with_hair(_photo([(150, 100, 40, lesion)], seed=14), 150, 3)  # hair over its right half
+    lb = _disc_labels([(150, 100, 40)])
+    la = lb.copy()
+    la[:, 150:] = HAIR
+    rec = reconcile_lesion_labels(before, after, lb, la)
+    np.testing.assert_array_equal(rec.labels, la)
+    assert rec.resolved_kept_px == int(((lb == LESION) & (la == HAIR)).sum()) > 2000
+    assert rec.resolved_reverted_px == 0
+
+
 def test_reconcile_only_inside_the_common_region_and_not_without_healthy_skin() -> None:
     faint = (190, 140, 130)
     img = _photo([(80, 100, 25, faint)], seed=5)

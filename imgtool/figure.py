@@ -752,8 +752,10 @@ def render_pictures(result: PairAnalysis, *, panel_width: int = 800) -> ReportPi
     overlay_a = label_overlay(result.after_image, result.after_labels, width=panel_width)
     les_map = hair_map = board = None
     if aligned:
-        les_map = change_map(img_b, lab_b, result.after_labels_aligned, result.common, kind="lesion", width=panel_width)
-        hair_map = change_map(img_b, lab_b, result.after_labels_aligned, result.common, kind="hair", width=panel_width)
+        # The change maps show what the change metrics count: BEFORE's labels as reconciled for the pair.
+        lab_pair = lab_b if result.before_labels_pair is None else result.before_labels_pair
+        les_map = change_map(img_b, lab_pair, result.after_labels_aligned, result.common, kind="lesion", width=panel_width)
+        hair_map = change_map(img_b, lab_pair, result.after_labels_aligned, result.common, kind="hair", width=panel_width)
         board = checkerboard(img_b, result.after_aligned, width=panel_width)
     overlay_a_view = label_overlay(img_a_view, lab_a_view, width=panel_width)
     figure = _compose_figure(result, cap, case_b, case_a, overlay_b, overlay_a_view, les_map, hair_map)

@@ -19,16 +19,18 @@ from .io import DEFAULT_MAX_PIXELS, ImageInfo, ImageSource, as_image, read_mask
 from .quantify import ChangeMetrics, PhotoMetrics, change_metrics, photo_metrics
 from .quantify import LesionMetrics, Reconciliation, RednessChange, default_min_lesion_area_px, lesion_metrics, reconcile_lesion_labels, redness_change
 from .registration import (
+    Displacement,
     Registration,
     RegistrationOptions,
     apply_photometric,
     coverage_mask,
     local_scale,
     register,
+    warp_map_to_before,
     warp_to_after,
     warp_to_before,
 )
-from .segmentation import DEFAULT_METHOD, SegmentationModel, check_method, model_info, prepare_model, segment_labels
+from .segmentation import DEFAULT_METHOD, SegmentationModel, check_method, model_info, prepare_model, segment_labels_with_evidence
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +67,8 @@ class AnalysisOptions:
     reconcile : bool
         Reconcile the aligned pair's lesion labels with the photos' colours before the
         change metrics and lesion fates (:func:`imgtool.quantify.reconcile_lesion_labels`):
-        a lesion pixel only changed if its colour changed too. Default True.
+        a lesion pixel only changed if its colour changed too; with the CNN, both photos'
+        lesion evidence labels the regions that did not change. Default True.
     """
 
     method: str = DEFAULT_METHOD
@@ -131,6 +134,7 @@ class PairAnalysis:
     redness: RednessChange | None = None
     change_homography_only: ChangeMetrics | None = None
     reconciliation: Reconciliation | None = None
+    before_labels_pair: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         d = {
@@ -223,8 +227,8 @@ def analyze_pair(
     opts = options or AnalysisOptions()
     model = prepare_model(opts.method, model, device, augment=opts.augment)
     loaded = load_pair(before, after, roi=roi, options=opts)
-    labels_b, labels_a = segment_labels([loaded.before_image, loaded.after_image], method=opts.method, model=model)
-    return finish_pair(loaded, labels_b, labels_a, options=opts, model=model_entry(opts.method, model))
+    (labels_b, labels_a), evidence = segment_labels_with_evidence([loaded.before_image, loaded.after_image], method=opts.method, model=model)
+    return finish_pair(loaded, labels_b, labels_a, options=opts, model=model_entry(opts.method, model), evidence=(evidence[0], evidence[1]))
 
 
 @dataclass(frozen=True)
@@ -299,6 +303,7 @@ def finish_pair(
     *,
     options: AnalysisOptions,
     model: dict[str, Any],
+    evidence: tuple[np.ndarray | None, np.ndarray | None] | None = None,
 ) -> PairAnalysis:
     """Register, warp and quantify a segmented pair (the CPU stage after segmentation).
 
@@ -312,6 +317,10 @@ def finish_pair(
         The analysis settings.
     model : dict
         result.json's ``model`` entry (``{"name", "sha256", ...}``).
+    evidence : (ndarray or None, ndarray or None), optional
+        The CNN's lesion evidence of BEFORE and AFTER, each over its own photo at any
+        resolution (:func:`imgtool.segmentation.segment_labels_with_evidence`); with
+        both, reconciliation labels unchanged regions by the two photos together.
 
     Returns
     -------
@@ -349,6 +358,9 @@ def finish_pair(
     aligned_img = aligned_labels = common = None
     rigid = None
     reconciliation = None
+    pair_labels_b = labels_b  # BEFORE's labels as the pair's change metrics see them
+    ev_b, ev_a = evidence if evidence is not None else (None, None)
+    use_evidence = ev_b is not None and ev_a is not None
     disp = reg.displacement
     if h is not None:
         # Colour-corrected to BEFORE (fitted on unchanged pixels only) for display.
@@ -358,21 +370,29 @@ def finish_pair(
         if opts.reconcile:
             # Label disagreements that the photos' colours do not support are segmentation
             # noise, not disease change (docs/report.md, repeatability).
-            reconciliation = reconcile_lesion_labels(img_b, aligned_img, labels_b, aligned_labels, common=common)
+            reconciliation = reconcile_lesion_labels(
+                img_b, aligned_img, labels_b, aligned_labels, common=common, **_evidence_args(ev_b, ev_a, h, img_a.shape, img_b.shape, disp, use_evidence)
+            )
             aligned_labels = reconciliation.labels
+            pair_labels_b = reconciliation.before_labels
         if disp is not None:
             rigid_labels = warp_to_before(labels_a, h, img_b.shape[:2], nearest=True)
             rigid_common = coverage_mask(h, img_a.shape[:2], img_b.shape[:2])
+            rigid_b = labels_b
             if opts.reconcile:
                 rigid_img = apply_photometric(warp_to_before(img_a, h, img_b.shape[:2]), reg)
-                rigid_labels = reconcile_lesion_labels(img_b, rigid_img, labels_b, rigid_labels, common=rigid_common).labels
-            rigid = change_metrics(m_b, m_a, labels_b, rigid_labels, common=rigid_common, roi=roi_b, pixel_size_mm=px_b)
-    change = change_metrics(m_b, m_a, labels_b, aligned_labels, common=common, roi=roi_b, pixel_size_mm=px_b)
+                rigid_rec = reconcile_lesion_labels(
+                    img_b, rigid_img, labels_b, rigid_labels, common=rigid_common, **_evidence_args(ev_b, ev_a, h, img_a.shape, img_b.shape, None, use_evidence)
+                )
+                rigid_labels, rigid_b = rigid_rec.labels, rigid_rec.before_labels
+            rigid = change_metrics(m_b, m_a, rigid_b, rigid_labels, common=rigid_common, roi=roi_b, pixel_size_mm=px_b)
+    change = change_metrics(m_b, m_a, pair_labels_b, aligned_labels, common=common, roi=roi_b, pixel_size_mm=px_b)
     min_lesion = opts.min_lesion_area_px if opts.min_lesion_area_px is not None else default_min_lesion_area_px(img_b.shape[:2])
     lesions = lesion_metrics(
         labels_b,
         labels_a,
         aligned_labels,
+        before_labels_pair=pair_labels_b,
         common=common,
         roi_before=roi_b,
         roi_after=roi_a,
@@ -422,7 +442,24 @@ def finish_pair(
         redness=redness,
         change_homography_only=rigid,
         reconciliation=reconciliation,
+        before_labels_pair=None if aligned_labels is None else pair_labels_b,
     )
+
+
+def _evidence_args(
+    ev_b: np.ndarray | None,
+    ev_a: np.ndarray | None,
+    h: np.ndarray,
+    shape_a: tuple[int, ...],
+    shape_b: tuple[int, ...],
+    disp: Displacement | None,
+    use: bool,
+) -> dict[str, np.ndarray | None]:
+    """Reconciliation's evidence arguments: BEFORE's map, and AFTER's warped onto the same grid."""
+    if not use or ev_b is None or ev_a is None:
+        return {}
+    ev_a_aligned = warp_map_to_before(ev_a, h, shape_a[:2], shape_b[:2], ev_b.shape[:2], displacement=disp)
+    return {"before_evidence": ev_b, "after_evidence_aligned": ev_a_aligned}
 
 
 def model_entry(method: str, model: SegmentationModel | None) -> dict[str, Any]:

@@ -1145,6 +1145,7 @@ def lesion_metrics(
     after_labels: np.ndarray,
     after_labels_aligned: np.ndarray | None = None,
     *,
+    before_labels_pair: np.ndarray | None = None,
     common: np.ndarray | None = None,
     roi_before: np.ndarray | None = None,
     roi_after: np.ndarray | None = None,
@@ -1162,6 +1163,10 @@ def lesion_metrics(
         Label maps in their own frames.
     after_labels_aligned : (H_b, W_b) uint8 ndarray, optional
         AFTER's labels in BEFORE's frame; without it there are no fates.
+    before_labels_pair : (H_b, W_b) uint8 ndarray, optional
+        BEFORE's labels as reconciled for the pair
+        (:attr:`Reconciliation.before_labels`), which the fates follow; default
+        ``before_labels``. BEFORE's own lesion list always uses ``before_labels``.
     common : (H_b, W_b) bool ndarray, optional
         Pixels of BEFORE's frame that AFTER covers.
     roi_before, roi_after : bool ndarray, optional
@@ -1185,7 +1190,7 @@ def lesion_metrics(
     fates = None
     if after_labels_aligned is not None:
         fates = lesion_fates(
-            before_labels,
+            before_labels if before_labels_pair is None else before_labels_pair,
             after_labels_aligned,
             common=common,
             roi=roi_before,
@@ -1218,41 +1223,58 @@ class Reconciliation:
     Attributes
     ----------
     labels : (H, W) uint8 ndarray
-        AFTER's aligned labels with the lesion disagreements that the photos do not
-        support reset to BEFORE's label.
+        AFTER's aligned labels, reconciled: where the photos did not change, made to
+        agree with BEFORE's.
+    before_labels : (H, W) uint8 ndarray
+        BEFORE's labels for the pair's change metrics. The same as BEFORE's own labels
+        unless the segmenter's evidence decided unchanged regions (``evidence``); then a
+        region may be lesion, or not lesion, in both.
     residual_delta_e : float or None
         Median CIELAB colour difference (ΔE*ab) between BEFORE and the aligned AFTER on
         skin that both label healthy: the pair's colour residual after normalisation
         (None when no such skin exists; then nothing is reconciled).
     ratio, noise_factor : float
         The decision's parameters (see :func:`reconcile_lesion_labels`).
+    evidence : bool
+        Whether both photos' lesion evidence decided the label of unchanged regions
+        (else BEFORE's label is kept there).
     new_kept_px, new_reverted_px : int
         Pixels that AFTER calls lesion and BEFORE anything else (healthy skin, hair or
-        background): kept as new lesion, or reset to BEFORE's label because the photo did
-        not change there.
+        background): kept as new lesion, or made to agree because the photo did not
+        change there.
     resolved_kept_px, resolved_reverted_px : int
         Pixels that BEFORE calls lesion and AFTER anything else: kept as resolved, or
-        reset to lesion because the photo did not change there.
+        made to agree because the photo did not change there.
+    agreed_lesion_px, agreed_other_px : int
+        Of the pixels made to agree, those labelled lesion in both photos and those
+        labelled not lesion in both (without evidence: the resolved and the new ones).
     """
 
     labels: np.ndarray = field(repr=False, compare=False)
+    before_labels: np.ndarray = field(repr=False, compare=False)
     residual_delta_e: float | None
     ratio: float
     noise_factor: float
+    evidence: bool
     new_kept_px: int
     new_reverted_px: int
     resolved_kept_px: int
     resolved_reverted_px: int
+    agreed_lesion_px: int
+    agreed_other_px: int
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "residual_delta_e": self.residual_delta_e,
             "ratio": self.ratio,
             "noise_factor": self.noise_factor,
+            "evidence": self.evidence,
             "new_kept_px": self.new_kept_px,
             "new_reverted_px": self.new_reverted_px,
             "resolved_kept_px": self.resolved_kept_px,
             "resolved_reverted_px": self.resolved_reverted_px,
+            "agreed_lesion_px": self.agreed_lesion_px,
+            "agreed_other_px": self.agreed_other_px,
         }
 
 
@@ -1289,6 +1311,8 @@ def reconcile_lesion_labels(
     after_labels_aligned: np.ndarray,
     *,
     common: np.ndarray | None = None,
+    before_evidence: np.ndarray | None = None,
+    after_evidence_aligned: np.ndarray | None = None,
     ratio: float = RECONCILE_RATIO,
     noise_factor: float = RECONCILE_NOISE_FACTOR,
 ) -> Reconciliation:
@@ -1316,9 +1340,20 @@ def reconcile_lesion_labels(
 
     The region is a change when its colour moved by at least ``ratio`` of that contrast
     and by more than ``noise_factor`` times the pair's colour residual (the median
-    difference on skin healthy in both photos); otherwise AFTER's label there is reset to
-    BEFORE's. Disagreements between labels other than lesion, and everything outside
-    ``common``, are left alone.
+    difference on skin healthy in both photos). Otherwise the photos show the same skin
+    and the two labels are made to agree:
+
+    * with both photos' lesion evidence (the segmenter's log-odds of lesion, e.g.
+      :func:`imgtool.segmentation.segment_labels_with_evidence`), by the two photos
+      together: lesion in both where the region's mean evidence, averaged over the two
+      photos, is positive, else the other photo's label in both. Two looks at unchanged
+      skin are better than one, and a month-0 false positive that the month-10 photo
+      does not confirm then leaves both photos instead of staying as "persistent";
+    * without evidence (users' masks, the classical method), AFTER's label is reset to
+      BEFORE's.
+
+    Disagreements between labels other than lesion, and everything outside ``common``,
+    are left alone.
 
     Parameters
     ----------
@@ -1331,6 +1366,10 @@ def reconcile_lesion_labels(
         BEFORE's labels and AFTER's labels in BEFORE's frame.
     common : (H, W) bool ndarray, optional
         Pixels of BEFORE's frame that AFTER covers. Default: all.
+    before_evidence, after_evidence_aligned : (h, w) float ndarray, optional
+        Lesion evidence of BEFORE and of AFTER warped into BEFORE's frame, both covering
+        BEFORE's frame at any resolution (resized here); positive means lesion. Give both
+        or neither.
     ratio : float
         Share of the lesion contrast the colour must move by (0..1).
     noise_factor : float
@@ -1339,12 +1378,13 @@ def reconcile_lesion_labels(
     Returns
     -------
     Reconciliation
-        The reconciled labels and what was kept and reset.
+        The reconciled labels of both photos and what was kept and made to agree.
 
     Raises
     ------
     ValueError
-        If the arrays' shapes disagree or a label map is invalid.
+        If the arrays' shapes disagree, a label map is invalid, or only one evidence
+        map is given.
     """
     b = check_labels(before_labels, "before_labels")
     a = check_labels(after_labels_aligned, "after_labels_aligned")
@@ -1354,6 +1394,11 @@ def reconcile_lesion_labels(
         )
     if not (0.0 <= ratio <= 1.0 and noise_factor >= 0.0):
         raise ValueError(f"ratio must be in [0, 1] and noise_factor >= 0, got {ratio} and {noise_factor}")
+    if (before_evidence is None) != (after_evidence_aligned is None):
+        raise ValueError("give the lesion evidence of both photos or of neither")
+    for name, ev in (("before_evidence", before_evidence), ("after_evidence_aligned", after_evidence_aligned)):
+        if ev is not None and (np.ndim(ev) != 2 or min(np.shape(ev)) < 1):
+            raise ValueError(f"{name} must be a 2-D map, got shape {np.shape(ev)}")
     region = np.ones(b.shape, dtype=bool) if common is None else np.asarray(common, dtype=bool)
     new = region & (b != LESION) & (a == LESION)
     resolved = region & (b == LESION) & (a != LESION)
@@ -1369,11 +1414,21 @@ def reconcile_lesion_labels(
     def small(mask: np.ndarray) -> np.ndarray:
         return cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
 
+    joint_ev = None
+    if before_evidence is not None and after_evidence_aligned is not None:
+        # Both photos' log-odds, averaged: the evidence of two looks at the same skin.
+        joint_ev = 0.5 * (
+            cv2.resize(np.asarray(before_evidence, np.float32), size, interpolation=cv2.INTER_LINEAR)
+            + cv2.resize(np.asarray(after_evidence_aligned, np.float32), size, interpolation=cv2.INTER_LINEAR)
+        )
+
     healthy_both = small(region & (b == SKIN) & (a == SKIN))
     diff = np.linalg.norm(lab_b - lab_a, axis=2)
     residual = float(np.median(diff[healthy_both])) if healthy_both.any() else None
-    out = a.copy()
+    out_a = a.copy()
+    out_b = b.copy()
     counts = {"new": [0, 0], "resolved": [0, 0]}
+    agreed = [0, 0]  # lesion in both, not lesion in both
     if residual is not None and (new.any() or resolved.any()):
         sigma_ref = max(size) / 25.0  # "nearby": a few percent of the view
         for name, cand, lab, own in (
@@ -1395,17 +1450,36 @@ def reconcile_lesion_labels(
             mean_contrast = np.bincount(ids, contrast[sy, sx], n) / np.maximum(px, 1)
             unchanged = mean_diff < np.maximum(ratio * mean_contrast, noise_factor * residual)
             unchanged[0] = False  # label 0 is "not a candidate"
-            reset = unchanged[ids]
-            out[ys[reset], xs[reset]] = b[ys[reset], xs[reset]]
-            n_reset = int(reset.sum())
-            counts[name] = [int(ids.size) - n_reset, n_reset]
+            if joint_ev is None:
+                as_lesion = np.full(n, name == "resolved")  # BEFORE's label
+            else:
+                as_lesion = np.bincount(ids, joint_ev[sy, sx], n) / np.maximum(px, 1) > 0.0
+            agree = unchanged[ids]
+            to_lesion = agree & as_lesion[ids]
+            to_other = agree & ~as_lesion[ids]
+            yl, xl = ys[to_lesion], xs[to_lesion]
+            out_a[yl, xl] = LESION
+            out_b[yl, xl] = LESION
+            # "The other label": the one of the photo that did not call lesion.
+            yo, xo = ys[to_other], xs[to_other]
+            other = b[yo, xo] if name == "new" else a[yo, xo]
+            out_a[yo, xo] = other
+            out_b[yo, xo] = other
+            n_agree = int(agree.sum())
+            counts[name] = [int(ids.size) - n_agree, n_agree]
+            agreed[0] += int(to_lesion.sum())
+            agreed[1] += int(to_other.sum())
     return Reconciliation(
-        labels=out,
+        labels=out_a,
+        before_labels=out_b,
         residual_delta_e=residual,
         ratio=float(ratio),
         noise_factor=float(noise_factor),
+        evidence=joint_ev is not None,
         new_kept_px=counts["new"][0],
         new_reverted_px=counts["new"][1],
         resolved_kept_px=counts["resolved"][0],
         resolved_reverted_px=counts["resolved"][1],
+        agreed_lesion_px=agreed[0],
+        agreed_other_px=agreed[1],
     )

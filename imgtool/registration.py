@@ -97,6 +97,7 @@ __all__ = [
     "local_scale",
     "map_points",
     "register",
+    "warp_map_to_before",
     "warp_to_after",
     "warp_to_before",
 ]
@@ -444,6 +445,56 @@ def warp_to_before(
         mx, my = _remap_maps(h, before_shape, displacement)
         out = cv2.remap(src, mx, my, interp, borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
     return out.astype(bool) if image.dtype == np.bool_ else out
+
+
+def warp_map_to_before(
+    values: np.ndarray,
+    h: np.ndarray,
+    after_shape: tuple[int, int],
+    before_shape: tuple[int, int],
+    out_shape: tuple[int, int],
+    *,
+    displacement: Displacement | None = None,
+) -> np.ndarray:
+    """Warp a coarse map over AFTER's frame onto a coarse grid over BEFORE's frame.
+
+    For per-pixel quantities known at a reduced resolution (a network's working
+    resolution), this samples them where :func:`warp_to_before` would, without making
+    a full-resolution copy of either frame.
+
+    Parameters
+    ----------
+    values : (h_a, w_a) float ndarray
+        The map, covering AFTER's whole frame (pixel centres as a resize places them).
+    h : (3, 3) ndarray
+        AFTER -> BEFORE homography (full-resolution pixels).
+    after_shape, before_shape : (H, W)
+        Full-resolution sizes of the two photos.
+    out_shape : (h_b, w_b)
+        The output grid over BEFORE's frame.
+    displacement : Displacement, optional
+        Residual non-rigid field applied after the homography.
+
+    Returns
+    -------
+    (h_b, w_b) float32 ndarray
+        The map in BEFORE's frame; 0 where AFTER does not reach.
+    """
+    ha, wa = after_shape[:2]
+    hb, wb = before_shape[:2]
+    oh, ow = out_shape[:2]
+    vh, vw = values.shape[:2]
+    gx, gy = np.meshgrid((np.arange(ow) + 0.5) * (wb / ow) - 0.5, (np.arange(oh) + 0.5) * (hb / oh) - 0.5)
+    if displacement is not None:
+        d = [cv2.resize(c, (ow, oh), interpolation=cv2.INTER_LINEAR) for c in displacement.field]
+        gx, gy = gx + d[0], gy + d[1]
+    hi = np.linalg.inv(np.asarray(h, dtype=np.float64))
+    w = hi[2, 0] * gx + hi[2, 1] * gy + hi[2, 2]
+    ax = (hi[0, 0] * gx + hi[0, 1] * gy + hi[0, 2]) / w
+    ay = (hi[1, 0] * gx + hi[1, 1] * gy + hi[1, 2]) / w
+    mx = ((ax + 0.5) * (vw / wa) - 0.5).astype(np.float32)
+    my = ((ay + 0.5) * (vh / ha) - 0.5).astype(np.float32)
+    return cv2.remap(np.asarray(values, np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
 
 
 def warp_to_after(

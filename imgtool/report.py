@@ -3,7 +3,8 @@
 ``analyze`` writes, into its output folder:
 
 * ``before_labels.png``, ``after_labels.png`` (and ``after_aligned.png``,
-  ``after_labels_aligned.png`` when the pair is aligned): label maps and the warped photo;
+  ``after_labels_aligned.png``, ``before_labels_pair.png`` when the pair is aligned): label
+  maps, the warped photo, and the two label maps the change metrics compare;
 * ``report.html``: one self-contained page a clinician reads (:mod:`imgtool._html`);
 * ``figure.png``: the same analysis as one multi-panel figure for papers (:mod:`imgtool.figure`);
 * ``metrics.csv``: one row of flat columns, so many analyses concatenate into one table;
@@ -132,7 +133,8 @@ def metrics_row(result: PairAnalysis) -> dict[str, Any]:
                 red[key] = blank
         shaped["metrics"]["redness"] = red
     if result.options.reconcile and metrics.get("reconciliation") is None:
-        blank_rec = Reconciliation(np.zeros((0, 0), np.uint8), None, 0.0, 0.0, 0, 0, 0, 0).to_dict()
+        none = np.zeros((0, 0), np.uint8)
+        blank_rec = Reconciliation(none, none, None, 0.0, 0.0, False, 0, 0, 0, 0, 0, 0).to_dict()
         shaped["metrics"]["reconciliation"] = _nulls(blank_rec)
     # The colour correction and the non-rigid field, when asked for, keep their columns
     # when registration failed.
@@ -220,6 +222,8 @@ def write_analysis(result: PairAnalysis, out_dir: PathLike) -> dict[str, Path]:
     if result.after_aligned is not None and result.after_labels_aligned is not None:
         png("after_aligned.png", result.after_aligned)
         png("after_labels_aligned.png", result.after_labels_aligned)
+        if result.before_labels_pair is not None:
+            png("before_labels_pair.png", result.before_labels_pair)
     reg = result.registration
     if reg.displacement is not None and reg.homography is not None:
         write_bytes(out / DISPLACEMENT_FILE, reg.displacement.to_npz_bytes(reg.homography))

@@ -82,13 +82,14 @@ def test_reconciliation_recorded_and_switchable(analysis: imgtool.PairAnalysis, 
     assert doc["settings"]["reconcile"] is True
     rec = doc["metrics"]["reconciliation"]
     assert rec is not None and rec["residual_delta_e"] is not None
+    assert rec["evidence"] is False  # the classical method has no lesion evidence
     ch = doc["metrics"]["change"]
-    # Every lesion-skin disagreement that survived reconciliation is counted as change
-    # (disagreements with hair or background are never reconciled).
-    b, a, common = analysis.before_labels, analysis.after_labels_aligned, analysis.common
-    other = np.isin(a, (BACKGROUND, HAIR))
-    assert ch["resolved_lesion_px"] == rec["resolved_kept_px"] + int(((b == LESION) & other & common).sum())
-    assert ch["new_lesion_px"] == rec["new_kept_px"] + int((np.isin(b, (BACKGROUND, HAIR)) & (a == LESION) & common).sum())
+    # Every lesion disagreement is judged; the ones that survived are the change.
+    assert ch["resolved_lesion_px"] == rec["resolved_kept_px"]
+    assert ch["new_lesion_px"] == rec["new_kept_px"]
+    b, common = analysis.before_labels, analysis.common
+    # Without evidence BEFORE keeps its own labels for the pair.
+    np.testing.assert_array_equal(analysis.before_labels_pair, b)
     raw = imgtool.analyze_pair(
         scene_pair["before"], scene_pair["after"], options=AnalysisOptions(method="classical", pixel_size_mm=0.2, reconcile=False)
     )
@@ -98,6 +99,37 @@ def test_reconciliation_recorded_and_switchable(analysis: imgtool.PairAnalysis, 
     assert ((analysis.after_labels_aligned != b) & common).sum() <= ((raw.after_labels_aligned != b) & common).sum()
     n_reset = rec["new_reverted_px"] + rec["resolved_reverted_px"]
     assert ((analysis.after_labels_aligned != raw.after_labels_aligned)).sum() == n_reset
+    assert rec["agreed_lesion_px"] == rec["resolved_reverted_px"] and rec["agreed_other_px"] == rec["new_reverted_px"]
+
+
+def test_cnn_reconciliation_uses_both_photos_evidence(tmp_path: Path) -> None:
+    from imgtool.synth import render_pair
+
+    pair = render_pair(5003, size=(320, 240), change="none")
+    res = imgtool.analyze_pair(pair.before, pair.after, device="cpu")
+    assert res.registration.aligned and res.reconciliation is not None
+    rec = res.reconciliation
+    assert rec.evidence is True
+    b2, a2, common = res.before_labels_pair, res.after_labels_aligned, res.common
+    assert b2 is not None and a2 is not None and common is not None
+    # BEFORE's pair labels differ from its own only where the photos were made to agree,
+    # and only in whether a pixel is lesion.
+    moved = b2 != res.before_labels
+    assert moved.sum() <= rec.agreed_lesion_px + rec.agreed_other_px
+    assert ((b2 == LESION) != (res.before_labels == LESION))[moved].all()
+    # The change metrics and fates are those of the two reconciled maps.
+    ch = res.change
+    assert ch.lesion_area_before_common_px == int(((b2 == LESION) & common).sum())
+    assert ch.persistent_lesion_px == int(((b2 == LESION) & (a2 == LESION) & common).sum())
+    assert ch.new_lesion_px == rec.new_kept_px and ch.resolved_lesion_px == rec.resolved_kept_px
+    # Per-photo metrics never change.
+    assert res.metrics_before == photo_metrics(res.before_labels)
+    # The files hold both maps the change metrics compare.
+    written = imgtool.report.write_analysis(res, tmp_path)
+    assert {"before_labels_pair.png", "after_labels_aligned.png"} <= set(written)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "before_labels_pair.png")), b2)
+    doc = json.loads((tmp_path / "result.json").read_text())
+    assert doc["metrics"]["reconciliation"]["evidence"] is True
 
 
 def test_homography_convention(analysis: imgtool.PairAnalysis, scene_pair: dict) -> None:

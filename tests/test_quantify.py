@@ -542,6 +542,58 @@ def test_reconcile_keeps_hair_regrown_over_a_lesion() -> None:
     assert rec.resolved_reverted_px == 0
 
 
+def _evidence(labels: np.ndarray, weak: np.ndarray, sign: float) -> np.ndarray:
+    """Lesion log-odds at half resolution: +4 on lesion, -4 elsewhere, ``sign`` * 1 on ``weak``."""
+    ev = np.where(labels == LESION, 4.0, -4.0).astype(np.float32)
+    ev[weak] = sign
+    return cv2.resize(ev, (labels.shape[1] // 2, labels.shape[0] // 2), interpolation=cv2.INTER_AREA)
+
+
+@pytest.mark.parametrize(
+    ("ring_before", "ring_after", "want"),
+    [(3.0, 1.0, LESION), (0.5, -4.0, SKIN)],  # averaged log-odds +2: lesion; -1.75: skin
+)
+def test_reconcile_with_evidence_labels_unchanged_regions_by_both_photos(ring_before: float, ring_after: float, want: int) -> None:
+    # BEFORE's segmenter called a ring of unchanged skin around a faint lesion,
+    # AFTER's did not; both photos' evidence decides what the ring is in both.
+    faint = (190, 140, 130)
+    before = _photo([(120, 100, 25, faint)], seed=21)
+    after = _photo([(120, 100, 25, faint)], seed=22)
+    lb = _disc_labels([(120, 100, 33)])
+    la = _disc_labels([(120, 100, 25)])
+    ring = (lb == LESION) & (la != LESION)
+    ev_b = _evidence(lb, ring, ring_before)
+    ev_a = _evidence(la, ring, ring_after)
+    rec = reconcile_lesion_labels(before, after, lb, la, before_evidence=ev_b, after_evidence_aligned=ev_a)
+    assert rec.evidence
+    assert rec.resolved_kept_px == 0 and rec.resolved_reverted_px == int(ring.sum())
+    assert (rec.labels[ring] == want).all() and (rec.before_labels[ring] == want).all()
+    np.testing.assert_array_equal(rec.labels[~ring], la[~ring])
+    np.testing.assert_array_equal(rec.before_labels[~ring], lb[~ring])
+    n = int(ring.sum())
+    assert (rec.agreed_lesion_px, rec.agreed_other_px) == ((n, 0) if want == LESION else (0, n))
+    # The pair's change is nil either way: the lesion neither grew nor shrank.
+    assert _rel(rec.before_labels, rec.labels) == 0.0
+
+
+def test_reconcile_with_evidence_keeps_real_change_and_rejects_half_evidence() -> None:
+    lesion = (150, 60, 60)
+    before = _photo([(60, 60, 20, lesion)], seed=23, noise=1.0)
+    after = _photo([(150, 60, 20, lesion)], seed=24, noise=1.0)
+    lb = _disc_labels([(60, 60, 20)])
+    la = _disc_labels([(150, 60, 20)])
+    none = np.zeros(lb.shape, bool)
+    ev_b, ev_a = _evidence(lb, none, 0.0), _evidence(la, none, 0.0)
+    rec = reconcile_lesion_labels(before, after, lb, la, before_evidence=ev_b, after_evidence_aligned=ev_a)
+    np.testing.assert_array_equal(rec.labels, la)
+    np.testing.assert_array_equal(rec.before_labels, lb)
+    assert rec.agreed_lesion_px == rec.agreed_other_px == 0
+    with pytest.raises(ValueError, match="both photos or of neither"):
+        reconcile_lesion_labels(before, after, lb, la, before_evidence=ev_b)
+    with pytest.raises(ValueError, match="2-D"):
+        reconcile_lesion_labels(before, after, lb, la, before_evidence=ev_b[None], after_evidence_aligned=ev_a)
+
+
 def test_reconcile_only_inside_the_common_region_and_not_without_healthy_skin() -> None:
     faint = (190, 140, 130)
     img = _photo([(80, 100, 25, faint)], seed=5)

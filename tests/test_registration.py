@@ -26,6 +26,7 @@ from imgtool.registration import (
     coverage_mask,
     map_points,
     register,
+    warp_map_to_before,
     warp_to_before,
 )
 
@@ -469,3 +470,26 @@ def test_nonrigid_csv_columns_do_not_depend_on_the_registration() -> None:
     assert "nonrigid.change_effect.new_lesion_px" in cols[0]
     assert metrics_row(failed)["registration.photometric.matrix.00"] is None
 
+
+
+@pytest.mark.parametrize("nonrigid", [False, True])
+def test_warp_map_to_before_samples_where_the_full_warp_does(nonrigid: bool) -> None:
+    # A smooth map over AFTER's frame, known at a quarter of its resolution.
+    ha, wa, hb, wb = 300, 400, 280, 420
+    yy, xx = np.mgrid[0:ha, 0:wa].astype(np.float32)
+    full = np.sin(xx / 37.0) + np.cos(yy / 23.0)
+    small = cv2.resize(full, (wa // 4, ha // 4), interpolation=cv2.INTER_AREA)
+    h = np.array([[0.97, 0.05, 12.0], [-0.04, 1.02, -7.0], [2e-5, -1e-5, 1.0]])
+    disp = None
+    if nonrigid:
+        g = np.mgrid[0:14, 0:21].astype(np.float32)
+        disp = Displacement(np.stack([3.0 * np.sin(g[1] / 4.0), 2.0 * np.cos(g[0] / 3.0)]), (hb, wb))
+    ref = warp_to_before(full, h, (hb, wb), displacement=disp)
+    covered = warp_to_before(np.ones((ha, wa), np.uint8), h, (hb, wb), nearest=True, displacement=disp).astype(bool)
+    out = warp_map_to_before(small, h, (ha, wa), (hb, wb), (hb // 4, wb // 4), displacement=disp)
+    assert out.shape == (hb // 4, wb // 4) and out.dtype == np.float32
+    ref_small = cv2.resize(ref, (wb // 4, hb // 4), interpolation=cv2.INTER_AREA)
+    inside = cv2.erode(covered.astype(np.uint8), np.ones((13, 13), np.uint8))[2::4, 2::4][: hb // 4, : wb // 4].astype(bool)
+    assert inside.mean() > 0.5
+    assert np.abs(out - ref_small)[inside].max() < 0.05  # the map spans [-2, 2]
+    assert (out[0, 0] == 0.0) or covered[0, 0]  # outside AFTER: 0

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from imgtool.cli import main
 from imgtool.errors import ModelError
 from imgtool.io import write_png
-from imgtool.segmentation import METHODS, model_info, segment, segment_labels
+from imgtool.segmentation import METHODS, model_info, segment, segment_labels, segment_labels_with_evidence
 from imgtool.segmentation import inference as inf
 from imgtool.segmentation.model import InputSpec, load_model, save_model
 from imgtool.segmentation.network import NetworkConfig, SmallUNet
@@ -64,6 +64,25 @@ def test_labels_at_full_size_and_batching_changes_nothing(tiny_model, rng: np.ra
         assert a.shape == im.shape[:2] and a.dtype == np.uint8
         assert np.array_equal(a, b)
         assert a.max() <= 3
+
+
+def test_lesion_evidence_is_positive_exactly_where_lesion_wins(tiny_model, rng: np.random.Generator) -> None:
+    logits = torch.from_numpy(rng.normal(size=(4, 20, 30)).astype(np.float32))
+    ev = inf.lesion_evidence(logits)
+    assert ev.shape == (20, 30) and ev.dtype == np.float32
+    np.testing.assert_array_equal(ev > 0, logits.argmax(0).numpy() == 2)
+    others = np.delete(logits.numpy(), 2, axis=0).max(0)
+    np.testing.assert_allclose(ev, logits.numpy()[2] - others, rtol=1e-6)
+    # The same with log-probabilities (test-time augmentation blends those).
+    np.testing.assert_allclose(inf.lesion_evidence(torch.log_softmax(logits, 0)), ev, atol=1e-5)
+    # Through the public function: the labels are segment_labels', the evidence at working size.
+    imgs = [_photo(rng, 150, 210), _photo(rng, 480, 333)]
+    labels, evidence = segment_labels_with_evidence(imgs, model=tiny_model)
+    for im, lab, ref, e in zip(imgs, labels, segment_labels(imgs, model=tiny_model), evidence):
+        np.testing.assert_array_equal(lab, ref)
+        assert e is not None and e.shape == inf.working_size(im.shape[:2], 200)
+    labels, evidence = segment_labels_with_evidence(imgs, method="classical")
+    assert evidence == [None, None] and labels[0].shape == (150, 210)
 
 
 def test_tiled_equals_untiled_when_the_image_fits_one_tile(tiny_model, rng: np.random.Generator) -> None:

@@ -21,7 +21,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -29,7 +29,7 @@ from .._version import __version__
 from ..errors import ImgtoolError
 from ..pipeline import AnalysisOptions, LoadedPair, finish_pair, load_pair
 from ..report import metrics_row, write_analysis
-from ..segmentation import SegmentationModel, segment_labels
+from ..segmentation import SegmentationModel, segment_labels, segment_labels_with_evidence
 from .manifest import PairJob
 from .store import commit_pair, fingerprint, is_complete
 
@@ -82,6 +82,24 @@ class PairOutcome:
         return dataclasses.asdict(self)
 
 
+class PairLabels(NamedTuple):
+    """A pair's segmentation as it travels from the device stage to a CPU worker.
+
+    Attributes
+    ----------
+    before, after : (H, W) uint8 ndarray
+        The label maps.
+    before_evidence, after_evidence : (h, w) float32 ndarray or None
+        The CNN's lesion evidence at its working resolution (small), for reconciliation;
+        None for the classical method.
+    """
+
+    before: np.ndarray
+    after: np.ndarray
+    before_evidence: np.ndarray | None = None
+    after_evidence: np.ndarray | None = None
+
+
 @dataclass(frozen=True)
 class StagedPair:
     """A pair between stages: read (and, classical, segmented), waiting for the next stage."""
@@ -91,7 +109,7 @@ class StagedPair:
     fingerprint: dict[str, Any]
     loaded: LoadedPair = field(repr=False)
     started: float
-    labels: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    labels: PairLabels | None = field(default=None, repr=False)
 
 
 def pair_options(job: PairJob, options: AnalysisOptions) -> AnalysisOptions:
@@ -159,21 +177,21 @@ def load_stage(job: PairJob, ctx: StageContext) -> StagedPair | PairOutcome:
         labels = None
         if opts.method == "classical":
             lb, la = segment_labels([loaded.before_image, loaded.after_image], method="classical")
-            labels = (lb, la)
+            labels = PairLabels(lb, la)
     except Exception as exc:  # noqa: BLE001 - a bad pair fails alone; the batch goes on
         return fail(job, ctx, _describe(exc), started, fp)
     return StagedPair(job, opts, fp, loaded, started, labels)
 
 
-def finish_stage(staged: StagedPair, labels: tuple[np.ndarray, np.ndarray], ctx: StageContext) -> PairOutcome:
+def finish_stage(staged: StagedPair, labels: PairLabels, ctx: StageContext) -> PairOutcome:
     """Register, quantify and write one segmented pair (runs in a CPU worker).
 
     Parameters
     ----------
     staged : StagedPair
         From :func:`load_stage`.
-    labels : ((H_b, W_b), (H_a, W_a)) uint8 ndarrays
-        BEFORE's and AFTER's label maps.
+    labels : PairLabels
+        BEFORE's and AFTER's label maps (and the CNN's lesion evidence).
     ctx : StageContext
 
     Returns
@@ -184,7 +202,9 @@ def finish_stage(staged: StagedPair, labels: tuple[np.ndarray, np.ndarray], ctx:
     """
     job = staged.job
     try:
-        result = finish_pair(staged.loaded, labels[0], labels[1], options=staged.options, model=ctx.model)
+        result = finish_pair(
+            staged.loaded, labels.before, labels.after, options=staged.options, model=ctx.model, evidence=(labels.before_evidence, labels.after_evidence)
+        )
         row = metrics_row(result)
         reg = result.registration
         error = None if reg.aligned else f"registration failed ({reg.reason})"
@@ -202,7 +222,7 @@ def finish_stage(staged: StagedPair, labels: tuple[np.ndarray, np.ndarray], ctx:
     return PairOutcome(job.pair_id, status, error, seconds)
 
 
-def device_stage(staged: list[StagedPair], model: SegmentationModel | None, ctx: StageContext, batch_size: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
+def device_stage(staged: list[StagedPair], model: SegmentationModel | None, ctx: StageContext, batch_size: int | None) -> list[PairLabels]:
     """Label maps of several pairs' photos in one call (the process that holds the model).
 
     Parameters
@@ -217,12 +237,12 @@ def device_stage(staged: list[StagedPair], model: SegmentationModel | None, ctx:
 
     Returns
     -------
-    list of (before_labels, after_labels)
+    list of PairLabels
         One per pair, in order.
     """
     images = [img for s in staged for img in (s.loaded.before_image, s.loaded.after_image)]
-    labels = segment_labels(images, method=ctx.options.method, model=model, batch_size=batch_size)
-    return [(labels[2 * i], labels[2 * i + 1]) for i in range(len(staged))]
+    labels, evidence = segment_labels_with_evidence(images, method=ctx.options.method, model=model, batch_size=batch_size)
+    return [PairLabels(labels[2 * i], labels[2 * i + 1], evidence[2 * i], evidence[2 * i + 1]) for i in range(len(staged))]
 
 
 def run_pair(job: PairJob, ctx: StageContext, model: SegmentationModel | None, batch_size: int | None = None) -> PairOutcome:
@@ -253,4 +273,4 @@ def run_pair(job: PairJob, ctx: StageContext, model: SegmentationModel | None, b
     return finish_stage(staged, labels, ctx)
 
 
-__all__ = ["PairOutcome", "StageContext", "StagedPair", "device_stage", "fail", "finish_stage", "load_stage", "pair_options", "run_pair"]
+__all__ = ["PairLabels", "PairOutcome", "StageContext", "StagedPair", "device_stage", "fail", "finish_stage", "load_stage", "pair_options", "run_pair"]

@@ -25,7 +25,7 @@ from ..io import DEFAULT_MAX_PIXELS, ImageInfo, ImageSource, as_image
 from ..labels import check_labels
 from ..quantify import PhotoMetrics, photo_metrics
 from .classical import ClassicalOptions, segment_classical
-from .inference import predict_labels
+from .inference import predict_labels, predict_labels_and_evidence
 from .model import DEFAULT_MODEL_NAME, SegmentationModel, load_model, resolve_device
 
 METHODS: tuple[str, ...] = ("cnn", "classical")
@@ -124,6 +124,53 @@ def segment_labels(
     for i in range(0, len(images), IMAGES_PER_CHUNK):
         out.extend(predict_labels(images[i : i + IMAGES_PER_CHUNK], model, batch_size=batch_size))
     return out
+
+
+def segment_labels_with_evidence(
+    images: Sequence[np.ndarray],
+    *,
+    method: str = DEFAULT_METHOD,
+    model: SegmentationModel | None = None,
+    device: str | torch.device = "auto",
+    batch_size: int | None = None,
+    classical_options: ClassicalOptions | None = None,
+) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+    """Label maps, and the CNN's lesion evidence, of RGB images.
+
+    The evidence (:func:`imgtool.segmentation.inference.lesion_evidence`: the network's
+    log-odds of lesion against the strongest other class, at its working resolution) lets a pair's
+    reconciliation (:func:`imgtool.quantify.reconcile_lesion_labels`) weigh both photos'
+    evidence where they disagree. The classical method has none.
+
+    Parameters
+    ----------
+    images, method, model, device, batch_size, classical_options
+        As for :func:`segment_labels`.
+
+    Returns
+    -------
+    labels : list of (H, W) uint8 ndarray
+        One label map per image, at the image's size.
+    evidence : list of (h, w) float32 ndarray or None
+        One per image, at the CNN's working resolution (None for the classical method).
+
+    Raises
+    ------
+    UsageError, ModelError
+        As for :func:`segment_labels`.
+    """
+    check_method(method)
+    if method == "classical":
+        return segment_labels(images, method=method, classical_options=classical_options), [None] * len(images)
+    if model is None:
+        model = load_model(None, device=device)
+    labels: list[np.ndarray] = []
+    evidence: list[np.ndarray | None] = []
+    for i in range(0, len(images), IMAGES_PER_CHUNK):
+        for lab, ev in predict_labels_and_evidence(images[i : i + IMAGES_PER_CHUNK], model, batch_size=batch_size):
+            labels.append(lab)
+            evidence.append(ev)
+    return labels, evidence
 
 
 def model_info(method: str, model: SegmentationModel | None = None) -> dict[str, str] | None:
@@ -263,5 +310,6 @@ __all__ = [
     "resolve_device",
     "segment",
     "segment_labels",
+    "segment_labels_with_evidence",
     "segment_many",
 ]

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
+from ..labels import LESION
 from .model import InputSpec, SegmentationModel
 from .tiling import Tile, blend_tiles, make_tiles
 
@@ -313,6 +314,45 @@ def predict_logits(
                 emitted += 1
 
 
+def lesion_evidence(logits: torch.Tensor) -> np.ndarray:
+    """The network's evidence for lesion against every other class, per working pixel.
+
+    Parameters
+    ----------
+    logits : (C, h, w) float tensor
+        Blended working-resolution logits (or log-probabilities with test-time
+        augmentation), classes in the label contract's order.
+
+    Returns
+    -------
+    (h, w) float32 ndarray
+        ``logits[LESION] - max(logits[other classes])``: the log-odds of lesion against
+        the strongest other class (the same for logits and log-probabilities). It is
+        positive exactly where the arg-max is lesion, and its size says how sure.
+    """
+    lg = logits.float()
+    others = torch.cat([lg[:LESION], lg[LESION + 1 :]]).amax(dim=0)
+    return (lg[LESION] - others).cpu().numpy()
+
+
+def _predict(
+    images: Sequence[np.ndarray],
+    model: SegmentationModel,
+    *,
+    batch_size: int | None,
+    tile_size: int | None,
+    overlap: int | None,
+    strip_rows: int,
+    evidence: bool,
+) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    out: list[tuple[np.ndarray, np.ndarray | None]] = [(np.empty((0, 0), np.uint8), None)] * len(images)
+    with torch.inference_mode():
+        for i, logits in predict_logits(images, model, batch_size=batch_size, tile_size=tile_size, overlap=overlap):
+            ev = lesion_evidence(logits) if evidence else None
+            out[i] = (upsample_argmax(logits, images[i].shape[:2], strip_rows=strip_rows), ev)
+    return out
+
+
 def predict_labels(
     images: Sequence[np.ndarray],
     model: SegmentationModel,
@@ -350,8 +390,29 @@ def predict_labels(
     ValueError
         An image that is not ``(H, W, 3) uint8``.
     """
-    labels: list[np.ndarray] = [np.empty((0, 0), np.uint8)] * len(images)
-    with torch.inference_mode():
-        for i, logits in predict_logits(images, model, batch_size=batch_size, tile_size=tile_size, overlap=overlap):
-            labels[i] = upsample_argmax(logits, images[i].shape[:2], strip_rows=strip_rows)
-    return labels
+    pairs = _predict(images, model, batch_size=batch_size, tile_size=tile_size, overlap=overlap, strip_rows=strip_rows, evidence=False)
+    return [labels for labels, _ in pairs]
+
+
+def predict_labels_and_evidence(
+    images: Sequence[np.ndarray],
+    model: SegmentationModel,
+    *,
+    batch_size: int | None = None,
+    tile_size: int | None = None,
+    overlap: int | None = None,
+    strip_rows: int = STRIP_ROWS,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Label maps and lesion evidence (:func:`lesion_evidence`) of RGB photos with the CNN.
+
+    Parameters and errors are those of :func:`predict_labels`.
+
+    Returns
+    -------
+    list of ((H, W) uint8 ndarray, (h, w) float32 ndarray)
+        Each photo's label map at full resolution and its lesion evidence at the
+        model's working resolution (small: the long side is at most the card's
+        ``working_long_side``).
+    """
+    pairs = _predict(images, model, batch_size=batch_size, tile_size=tile_size, overlap=overlap, strip_rows=strip_rows, evidence=True)
+    return [(labels, ev) for labels, ev in pairs if ev is not None]

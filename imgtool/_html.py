@@ -210,11 +210,14 @@ def _numbers_table(result: PairAnalysis) -> str:
     if rec is not None:
         rows.append(
             (
-                "Label changes without a colour change (reset)",
+                "Label changes without a colour change (made to agree)",
                 "",
                 "",
-                f"{_area(rec.new_reverted_px, px_b)} new, {_area(rec.resolved_reverted_px, px_b)} resolved",
-                "segmentation noise, not counted as change (colour residual "
+                f"{_area(rec.new_reverted_px, px_b)} new, {_area(rec.resolved_reverted_px, px_b)} resolved; "
+                f"now {_area(rec.agreed_lesion_px, px_b)} lesion in both, {_area(rec.agreed_other_px, px_b)} in neither",
+                "segmentation noise, not counted as change; "
+                + ("labelled by both photos' evidence" if rec.evidence else "AFTER reset to BEFORE")
+                + " (colour residual "
                 + (f"{rec.residual_delta_e:.1f} ΔE" if rec.residual_delta_e is not None else "unknown")
                 + ")",
             )

@@ -665,6 +665,14 @@ def _pct(v: float | None, digits: int = 0) -> str:
     return "n/a" if v is None else f"{100 * v:.{digits}f} %"
 
 
+def _dropped_month0_px(result: PairAnalysis) -> int:
+    """Month-0 lesion pixels in the common region that the pair's reconciled labels do not call lesion."""
+    pair_b, common = result.before_labels_pair, result.common
+    if pair_b is None or common is None:
+        return 0
+    return int(((result.before_labels == LESION) & (pair_b != LESION) & common).sum())
+
+
 def headline(result: PairAnalysis, *, arrow: str = "->") -> list[str]:
     """The key findings of a pair analysis in a few short lines (for captions and the report).
 
@@ -688,10 +696,13 @@ def headline(result: PairAnalysis, *, arrow: str = "->") -> list[str]:
     les = result.lesions
     if les is not None and les.fates is not None:
         f = les.fates
-        lines.append(
-            f"{f.count(FATE_RESOLVED)} of {f.before.count} lesions resolved, {f.count(FATE_PERSISTENT)} persistent, "
-            f"{f.count(FATE_NEW)} new"
-        )
+        line = f"{f.count(FATE_RESOLVED)} of {f.before.count} lesions resolved, {f.count(FATE_PERSISTENT)} persistent, {f.count(FATE_NEW)} new"
+        dropped = _dropped_month0_px(result)
+        if dropped:
+            # Reconciliation took month-0 lesion calls out of the pair: say so, or the
+            # count would not match the month-0 outlines.
+            line += f" ({dropped:,} px called lesion at month 0 only, on skin that did not change, not counted)"
+        lines.append(line)
     if mb.easi_area_score is not None and ma.easi_area_score is not None:
         lines.append(
             f"EASI area score {mb.easi_area_score} {arrow} {ma.easi_area_score} "

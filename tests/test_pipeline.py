@@ -132,6 +132,21 @@ def test_cnn_reconciliation_uses_both_photos_evidence(tmp_path: Path) -> None:
     assert doc["metrics"]["reconciliation"]["evidence"] is True
 
 
+def test_findings_say_how_much_month0_lesion_the_pair_set_aside(analysis: imgtool.PairAnalysis) -> None:
+    import dataclasses
+
+    from imgtool.figure import headline
+
+    assert not any("not counted" in line for line in headline(analysis))  # classical: BEFORE unchanged
+    b, common = analysis.before_labels, analysis.common
+    assert common is not None
+    set_aside = (b == LESION) & common
+    set_aside[: b.shape[0] // 2] = False
+    pair_b = np.where(set_aside, SKIN, b).astype(np.uint8)
+    lines = headline(dataclasses.replace(analysis, before_labels_pair=pair_b))
+    assert sum(f"{int(set_aside.sum()):,} px called lesion at month 0 only" in line for line in lines) == 1
+
+
 def test_homography_convention(analysis: imgtool.PairAnalysis, scene_pair: dict) -> None:
     h = analysis.registration.homography
     assert corner_error(h, scene_pair["H"], (300, 400)) < 1.0

@@ -25,7 +25,7 @@ from ..io import DEFAULT_MAX_PIXELS, ImageInfo, ImageSource, as_image
 from ..labels import check_labels
 from ..quantify import PhotoMetrics, photo_metrics
 from .classical import ClassicalOptions, segment_classical
-from .inference import predict_labels, predict_labels_and_evidence
+from .inference import predict_labels_and_evidence
 from .model import DEFAULT_MODEL_NAME, SegmentationModel, load_model, resolve_device
 
 METHODS: tuple[str, ...] = ("cnn", "classical")
@@ -115,15 +115,10 @@ def segment_labels(
     ModelError
         The default model is missing or corrupt.
     """
-    check_method(method)
-    if method == "classical":
-        return [segment_classical(img, options=classical_options) for img in images]
-    if model is None:
-        model = load_model(None, device=device)
-    out: list[np.ndarray] = []
-    for i in range(0, len(images), IMAGES_PER_CHUNK):
-        out.extend(predict_labels(images[i : i + IMAGES_PER_CHUNK], model, batch_size=batch_size))
-    return out
+    labels, _ = segment_labels_with_evidence(
+        images, method=method, model=model, device=device, batch_size=batch_size, classical_options=classical_options
+    )
+    return labels
 
 
 def segment_labels_with_evidence(
@@ -161,7 +156,7 @@ def segment_labels_with_evidence(
     """
     check_method(method)
     if method == "classical":
-        return segment_labels(images, method=method, classical_options=classical_options), [None] * len(images)
+        return [segment_classical(img, options=classical_options) for img in images], [None] * len(images)
     if model is None:
         model = load_model(None, device=device)
     labels: list[np.ndarray] = []

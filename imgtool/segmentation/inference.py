@@ -335,24 +335,6 @@ def lesion_evidence(logits: torch.Tensor) -> np.ndarray:
     return (lg[LESION] - others).cpu().numpy()
 
 
-def _predict(
-    images: Sequence[np.ndarray],
-    model: SegmentationModel,
-    *,
-    batch_size: int | None,
-    tile_size: int | None,
-    overlap: int | None,
-    strip_rows: int,
-    evidence: bool,
-) -> list[tuple[np.ndarray, np.ndarray | None]]:
-    out: list[tuple[np.ndarray, np.ndarray | None]] = [(np.empty((0, 0), np.uint8), None)] * len(images)
-    with torch.inference_mode():
-        for i, logits in predict_logits(images, model, batch_size=batch_size, tile_size=tile_size, overlap=overlap):
-            ev = lesion_evidence(logits) if evidence else None
-            out[i] = (upsample_argmax(logits, images[i].shape[:2], strip_rows=strip_rows), ev)
-    return out
-
-
 def predict_labels(
     images: Sequence[np.ndarray],
     model: SegmentationModel,
@@ -390,7 +372,8 @@ def predict_labels(
     ValueError
         An image that is not ``(H, W, 3) uint8``.
     """
-    pairs = _predict(images, model, batch_size=batch_size, tile_size=tile_size, overlap=overlap, strip_rows=strip_rows, evidence=False)
+    # The evidence is a by-product at the working resolution (milliseconds).
+    pairs = predict_labels_and_evidence(images, model, batch_size=batch_size, tile_size=tile_size, overlap=overlap, strip_rows=strip_rows)
     return [labels for labels, _ in pairs]
 
 
@@ -414,5 +397,8 @@ def predict_labels_and_evidence(
         model's working resolution (small: the long side is at most the card's
         ``working_long_side``).
     """
-    pairs = _predict(images, model, batch_size=batch_size, tile_size=tile_size, overlap=overlap, strip_rows=strip_rows, evidence=True)
-    return [(labels, ev) for labels, ev in pairs if ev is not None]
+    out: list[tuple[np.ndarray, np.ndarray]] = [(np.empty((0, 0), np.uint8), np.empty((0, 0), np.float32))] * len(images)
+    with torch.inference_mode():
+        for i, logits in predict_logits(images, model, batch_size=batch_size, tile_size=tile_size, overlap=overlap):
+            out[i] = (upsample_argmax(logits, images[i].shape[:2], strip_rows=strip_rows), lesion_evidence(logits))
+    return out

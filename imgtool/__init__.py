@@ -19,7 +19,7 @@ from .registration import Registration, RegistrationOptions, register
 from .registration import Displacement, PhotometricCorrection, apply_photometric
 from .report import write_analysis, write_segmentation
 from .segmentation import SegmentResult, segment, segment_many
-from .segmentation import SegmentationModel, load_model, segment_labels
+from .segmentation import SegmentationModel, load_model, segment_labels, segment_labels_with_evidence
 from .evaluate import Evaluation, evaluate_masks, evaluate_phantoms
 from .synth import DiseaseChange, PhantomPair, SynthOptions, render_pair, render_photo
 from .batch import BatchOptions, BatchSummary, run_batch
@@ -68,6 +68,7 @@ __all__ = [
     "segment",
     "segment_many",
     "segment_labels",
+    "segment_labels_with_evidence",
     "write_analysis",
     "write_segmentation",
     "BatchOptions",

@@ -13,7 +13,7 @@ from .errors import ImgtoolError, InputError, ModelError, OutputError, Registrat
 from .io import ImageInfo, read_image
 from .pipeline import AnalysisOptions, PairAnalysis, analyze_pair
 from .quantify import ChangeMetrics, PhotoMetrics, change_metrics, photo_metrics
-from .quantify import easi_area_score, find_lesions, lesion_fates, reconcile_lesion_labels, redness, salt_score
+from .quantify import easi_area_score, find_lesions, lesion_fates, reconcile_hair_labels, reconcile_lesion_labels, redness, salt_score
 from .salt import score_salt_views
 from .registration import Registration, RegistrationOptions, register
 from .registration import Displacement, PhotometricCorrection, apply_photometric
@@ -56,6 +56,7 @@ __all__ = [
     "find_lesions",
     "lesion_fates",
     "load_model",
+    "reconcile_hair_labels",
     "reconcile_lesion_labels",
     "redness",
     "salt_score",

@@ -247,6 +247,20 @@ def _numbers_table(result: PairAnalysis) -> str:
         ("Regrown hair area", "", "", _area(ch.regrown_hair_px, px_b), "hair at follow-up only"),
         ("Lost hair area", "", "", _area(ch.lost_hair_px, px_b), "hair at month 0 only"),
     ]
+    hrec = result.hair_reconciliation
+    if hrec is not None:
+        rows.append(
+            (
+                "Hair label changes without a colour change (made to agree)",
+                "",
+                "",
+                f"{_area(hrec.regrown_reverted_px, px_b)} regrown, {_area(hrec.lost_reverted_px, px_b)} lost; "
+                f"now {_area(hrec.agreed_hair_px, px_b)} hair in both, {_area(hrec.agreed_other_px, px_b)} in neither",
+                "segmentation noise, not counted as change; "
+                + ("labelled by both photos' evidence" if hrec.evidence else "AFTER reset to BEFORE")
+                + "; the per-photo hair coverage above is not reconciled",
+            )
+        )
     if red is not None:
         note = "each photo's own lesions (CIELAB a*)"
         rows.append(_before_after("Lesion redness Δa* vs nearby skin", red.before.delta_a, red.after.delta_a, note))

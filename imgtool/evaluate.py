@@ -49,6 +49,9 @@ CHANGE_FIELDS: tuple[str, ...] = (
     "common_area_px",
     "lesion_area_before_common_px",
     "lesion_area_after_common_px",
+    "hair_coverage_before_common",
+    "hair_coverage_after_common",
+    "hair_coverage_change_common",
 )
 PHOTO_FIELDS: tuple[str, ...] = ("lesion_fraction", "hair_coverage")
 MASK_CLASSES: dict[str, int] = {"lesion": LESION, "hair": HAIR}

@@ -16,8 +16,19 @@ import numpy as np
 from ._version import __version__
 from .errors import UsageError
 from .io import DEFAULT_MAX_PIXELS, ImageInfo, ImageSource, as_image, read_mask
+from .labels import HAIR, LESION
 from .quantify import ChangeMetrics, PhotoMetrics, change_metrics, photo_metrics
-from .quantify import LesionMetrics, Reconciliation, RednessChange, default_min_lesion_area_px, lesion_metrics, reconcile_lesion_labels, redness_change
+from .quantify import (
+    HairReconciliation,
+    LesionMetrics,
+    Reconciliation,
+    RednessChange,
+    default_min_lesion_area_px,
+    lesion_metrics,
+    reconcile_hair_labels,
+    reconcile_lesion_labels,
+    redness_change,
+)
 from .registration import (
     Displacement,
     Registration,
@@ -31,6 +42,7 @@ from .registration import (
     warp_to_before,
 )
 from .segmentation import DEFAULT_METHOD, SegmentationModel, check_method, model_info, prepare_model, segment_labels_with_evidence
+from .segmentation.inference import EVIDENCE_CLASSES
 
 logger = logging.getLogger(__name__)
 
@@ -65,10 +77,12 @@ class AnalysisOptions:
         CNN test-time augmentation (mirror images averaged; four times the network's
         work). Recorded in result.json's ``model`` entry.
     reconcile : bool
-        Reconcile the aligned pair's lesion labels with the photos' colours before the
-        change metrics and lesion fates (:func:`imgtool.quantify.reconcile_lesion_labels`):
-        a lesion pixel only changed if its colour changed too; with the CNN, both photos'
-        lesion evidence labels the regions that did not change. Default True.
+        Reconcile the aligned pair's lesion and hair labels with the photos' colours
+        before the change metrics and lesion fates
+        (:func:`imgtool.quantify.reconcile_lesion_labels`, then
+        :func:`imgtool.quantify.reconcile_hair_labels`): a lesion or hair pixel only
+        changed if its colour changed too; with the CNN, both photos' evidence labels
+        the regions that did not change. Default True.
     """
 
     method: str = DEFAULT_METHOD
@@ -135,6 +149,7 @@ class PairAnalysis:
     change_homography_only: ChangeMetrics | None = None
     reconciliation: Reconciliation | None = None
     before_labels_pair: np.ndarray | None = field(default=None, compare=False, repr=False)
+    hair_reconciliation: HairReconciliation | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = {
@@ -152,6 +167,7 @@ class PairAnalysis:
                 "lesions": None if self.lesions is None else self.lesions.to_dict(),
                 "redness": None if self.redness is None else self.redness.to_dict(),
                 "reconciliation": None if self.reconciliation is None else self.reconciliation.to_dict(),
+                "reconciliation_hair": None if self.hair_reconciliation is None else self.hair_reconciliation.to_dict(),
             },
             "warnings": list(self.warnings),
         }
@@ -357,7 +373,7 @@ def finish_pair(
 
     aligned_img = aligned_labels = common = None
     rigid = None
-    reconciliation = None
+    reconciliation = hair_reconciliation = None
     pair_labels_b = labels_b  # BEFORE's labels as the pair's change metrics see them
     ev_b, ev_a = evidence if evidence is not None else (None, None)
     use_evidence = ev_b is not None and ev_a is not None
@@ -370,21 +386,19 @@ def finish_pair(
         if opts.reconcile:
             # Label disagreements that the photos' colours do not support are segmentation
             # noise, not disease change (docs/report.md, repeatability).
-            reconciliation = reconcile_lesion_labels(
-                img_b, aligned_img, labels_b, aligned_labels, common=common, **_evidence_args(ev_b, ev_a, h, img_a.shape, img_b.shape, disp, use_evidence)
-            )
-            aligned_labels = reconciliation.labels
-            pair_labels_b = reconciliation.before_labels
+            ev = _evidence_args(ev_b, ev_a, h, img_a.shape, img_b.shape, disp, use_evidence)
+            reconciliation, hair_reconciliation = _reconcile(img_b, aligned_img, labels_b, aligned_labels, common, ev)
+            aligned_labels = hair_reconciliation.labels
+            pair_labels_b = hair_reconciliation.before_labels
         if disp is not None:
             rigid_labels = warp_to_before(labels_a, h, img_b.shape[:2], nearest=True)
             rigid_common = coverage_mask(h, img_a.shape[:2], img_b.shape[:2])
             rigid_b = labels_b
             if opts.reconcile:
                 rigid_img = apply_photometric(warp_to_before(img_a, h, img_b.shape[:2]), reg)
-                rigid_rec = reconcile_lesion_labels(
-                    img_b, rigid_img, labels_b, rigid_labels, common=rigid_common, **_evidence_args(ev_b, ev_a, h, img_a.shape, img_b.shape, None, use_evidence)
-                )
-                rigid_labels, rigid_b = rigid_rec.labels, rigid_rec.before_labels
+                ev = _evidence_args(ev_b, ev_a, h, img_a.shape, img_b.shape, None, use_evidence)
+                _, rigid_hair = _reconcile(img_b, rigid_img, labels_b, rigid_labels, rigid_common, ev)
+                rigid_labels, rigid_b = rigid_hair.labels, rigid_hair.before_labels
             rigid = change_metrics(m_b, m_a, rigid_b, rigid_labels, common=rigid_common, roi=roi_b, pixel_size_mm=px_b)
     change = change_metrics(m_b, m_a, pair_labels_b, aligned_labels, common=common, roi=roi_b, pixel_size_mm=px_b)
     min_lesion = opts.min_lesion_area_px if opts.min_lesion_area_px is not None else default_min_lesion_area_px(img_b.shape[:2])
@@ -443,6 +457,7 @@ def finish_pair(
         change_homography_only=rigid,
         reconciliation=reconciliation,
         before_labels_pair=None if aligned_labels is None else pair_labels_b,
+        hair_reconciliation=hair_reconciliation,
     )
 
 
@@ -454,12 +469,30 @@ def _evidence_args(
     shape_b: tuple[int, ...],
     disp: Displacement | None,
     use: bool,
-) -> dict[str, np.ndarray | None]:
-    """Reconciliation's evidence arguments: BEFORE's map, and AFTER's warped onto the same grid."""
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """BEFORE's evidence maps, and AFTER's warped onto the same grid (None without evidence)."""
     if not use or ev_b is None or ev_a is None:
-        return {}
-    ev_a_aligned = warp_map_to_before(ev_a, h, shape_a[:2], shape_b[:2], ev_b.shape[:2], displacement=disp)
-    return {"before_evidence": ev_b, "after_evidence_aligned": ev_a_aligned}
+        return None
+    return ev_b, warp_map_to_before(ev_a, h, shape_a[:2], shape_b[:2], ev_b.shape[:2], displacement=disp)
+
+
+def _reconcile(
+    img_b: np.ndarray,
+    aligned_img: np.ndarray,
+    labels_b: np.ndarray,
+    aligned_labels: np.ndarray,
+    common: np.ndarray,
+    evidence: tuple[np.ndarray, np.ndarray] | None,
+) -> tuple[Reconciliation, HairReconciliation]:
+    """Lesion, then hair reconciliation of an aligned pair; the hair one holds the final labels."""
+    ev_l = ev_h = {}
+    if evidence is not None:
+        li, hi = EVIDENCE_CLASSES.index(LESION), EVIDENCE_CLASSES.index(HAIR)
+        ev_l = {"before_evidence": evidence[0][..., li], "after_evidence_aligned": evidence[1][..., li]}
+        ev_h = {"before_evidence": evidence[0][..., hi], "after_evidence_aligned": evidence[1][..., hi]}
+    lesion = reconcile_lesion_labels(img_b, aligned_img, labels_b, aligned_labels, common=common, **ev_l)
+    hair = reconcile_hair_labels(img_b, aligned_img, lesion.before_labels, lesion.labels, common=common, **ev_h)
+    return lesion, hair
 
 
 def model_entry(method: str, model: SegmentationModel | None) -> dict[str, Any]:

@@ -1214,6 +1214,10 @@ RECONCILE_LONG_SIDE = 1024
 RECONCILE_RATIO = 0.7
 #: ... and by more than this many times the pair's colour residual on skin healthy in both.
 RECONCILE_NOISE_FACTOR = 1.5
+#: For hair: the share of the hair's contrast against nearby skin. Lower than for lesions,
+#: because fine regrowth moves the colour less than its contrast suggests and a real
+#: regrowth or loss reverted is worse than some noise kept (docs/metrics.md).
+RECONCILE_HAIR_RATIO = 0.35
 
 
 @dataclass(frozen=True)
@@ -1304,6 +1308,127 @@ def _local_mean(lab: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.resize(out, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+def _check_reconcile_inputs(
+    before_image: np.ndarray,
+    after_aligned: np.ndarray,
+    before_labels: np.ndarray,
+    after_labels_aligned: np.ndarray,
+    common: np.ndarray | None,
+    before_evidence: np.ndarray | None,
+    after_evidence_aligned: np.ndarray | None,
+    ratio: float,
+    noise_factor: float,
+    what: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validated label maps of a reconciliation and its region (``common`` or everything)."""
+    b = check_labels(before_labels, "before_labels")
+    a = check_labels(after_labels_aligned, "after_labels_aligned")
+    if a.shape != b.shape or before_image.shape[:2] != b.shape or after_aligned.shape[:2] != b.shape:
+        raise ValueError(
+            f"images {before_image.shape[:2]}, {after_aligned.shape[:2]} and labels {b.shape}, {a.shape} must share BEFORE's shape"
+        )
+    if not (0.0 <= ratio <= 1.0 and noise_factor >= 0.0):
+        raise ValueError(f"ratio must be in [0, 1] and noise_factor >= 0, got {ratio} and {noise_factor}")
+    if (before_evidence is None) != (after_evidence_aligned is None):
+        raise ValueError(f"give the {what} evidence of both photos or of neither")
+    for name, ev in (("before_evidence", before_evidence), ("after_evidence_aligned", after_evidence_aligned)):
+        if ev is not None and (np.ndim(ev) != 2 or min(np.shape(ev)) < 1):
+            raise ValueError(f"{name} must be a 2-D map, got shape {np.shape(ev)}")
+    region = np.ones(b.shape, dtype=bool) if common is None else np.asarray(common, dtype=bool)
+    return b, a, region
+
+
+def _reconcile_class(
+    cls: int,
+    before_image: np.ndarray,
+    after_aligned: np.ndarray,
+    b: np.ndarray,
+    a: np.ndarray,
+    region: np.ndarray,
+    new: np.ndarray,
+    gone: np.ndarray,
+    before_evidence: np.ndarray | None,
+    after_evidence_aligned: np.ndarray | None,
+    ratio: float,
+    noise_factor: float,
+) -> tuple[np.ndarray, np.ndarray, float | None, dict[str, int]]:
+    """Make the label disagreements about ``cls`` that the photos' colours do not support agree.
+
+    ``new`` are the candidate pixels AFTER calls ``cls`` and BEFORE not, ``gone`` the
+    reverse (both inside ``region``). Returns BEFORE's and AFTER's reconciled labels,
+    the pair's colour residual and the pixel counts ``new_kept``, ``new_reverted``,
+    ``gone_kept``, ``gone_reverted``, ``agreed_class`` and ``agreed_other``.
+    """
+    # Colours are compared at a bounded resolution (memory stays small for 24-MP photos);
+    # the decision is per region of disagreement, and those stay at full resolution.
+    h, w = b.shape
+    k = min(1.0, RECONCILE_LONG_SIDE / max(h, w))
+    size = (max(1, round(w * k)), max(1, round(h * k)))
+    lab_b = _lab_small(before_image, size, 1.0)
+    lab_a = _lab_small(after_aligned, size, 1.0)
+
+    def small(mask: np.ndarray) -> np.ndarray:
+        return cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+
+    joint_ev = None
+    if before_evidence is not None and after_evidence_aligned is not None:
+        # Both photos' log-odds, averaged: the evidence of two looks at the same skin.
+        joint_ev = 0.5 * (
+            cv2.resize(np.asarray(before_evidence, np.float32), size, interpolation=cv2.INTER_LINEAR)
+            + cv2.resize(np.asarray(after_evidence_aligned, np.float32), size, interpolation=cv2.INTER_LINEAR)
+        )
+
+    healthy_both = small(region & (b == SKIN) & (a == SKIN))
+    diff = np.linalg.norm(lab_b - lab_a, axis=2)
+    residual = float(np.median(diff[healthy_both])) if healthy_both.any() else None
+    out_a = a.copy()
+    out_b = b.copy()
+    counts = dict.fromkeys(("new_kept", "new_reverted", "gone_kept", "gone_reverted", "agreed_class", "agreed_other"), 0)
+    if residual is None or not (new.any() or gone.any()):
+        return out_b, out_a, residual, counts
+    sigma_ref = max(size) / 25.0  # "nearby": a few percent of the view
+    for name, cand, lab, own in (
+        ("new", new, lab_a, small(region & (a == SKIN))),
+        ("gone", gone, lab_b, small(region & (b == SKIN))),
+    ):
+        if not cand.any():
+            continue
+        contrast = np.linalg.norm(lab - _local_mean(lab, own, sigma_ref), axis=2)
+        n, comp = cv2.connectedComponents(cand.astype(np.uint8), connectivity=8)
+        # Only the candidate pixels are looked at: their colours are read from the
+        # comparison grid, so no full-resolution float map is ever made.
+        ys, xs = np.nonzero(cand)
+        ids = comp[ys, xs]
+        sy = np.minimum((ys * (size[1] / h)).astype(np.intp), size[1] - 1)
+        sx = np.minimum((xs * (size[0] / w)).astype(np.intp), size[0] - 1)
+        px = np.bincount(ids, minlength=n).astype(np.float64)
+        mean_diff = np.bincount(ids, diff[sy, sx], n) / np.maximum(px, 1)
+        mean_contrast = np.bincount(ids, contrast[sy, sx], n) / np.maximum(px, 1)
+        unchanged = mean_diff < np.maximum(ratio * mean_contrast, noise_factor * residual)
+        unchanged[0] = False  # label 0 is "not a candidate"
+        if joint_ev is None:
+            as_cls = np.full(n, name == "gone")  # BEFORE's label
+        else:
+            as_cls = np.bincount(ids, joint_ev[sy, sx], n) / np.maximum(px, 1) > 0.0
+        agree = unchanged[ids]
+        to_cls = agree & as_cls[ids]
+        to_other = agree & ~as_cls[ids]
+        yl, xl = ys[to_cls], xs[to_cls]
+        out_a[yl, xl] = cls
+        out_b[yl, xl] = cls
+        # "The other label": the one of the photo that did not call ``cls``.
+        yo, xo = ys[to_other], xs[to_other]
+        other = b[yo, xo] if name == "new" else a[yo, xo]
+        out_a[yo, xo] = other
+        out_b[yo, xo] = other
+        n_agree = int(agree.sum())
+        counts[f"{name}_kept"] = int(ids.size) - n_agree
+        counts[f"{name}_reverted"] = n_agree
+        counts["agreed_class"] += int(to_cls.sum())
+        counts["agreed_other"] += int(to_other.sum())
+    return out_b, out_a, residual, counts
+
+
 def reconcile_lesion_labels(
     before_image: np.ndarray,
     after_aligned: np.ndarray,
@@ -1386,100 +1511,162 @@ def reconcile_lesion_labels(
         If the arrays' shapes disagree, a label map is invalid, or only one evidence
         map is given.
     """
-    b = check_labels(before_labels, "before_labels")
-    a = check_labels(after_labels_aligned, "after_labels_aligned")
-    if a.shape != b.shape or before_image.shape[:2] != b.shape or after_aligned.shape[:2] != b.shape:
-        raise ValueError(
-            f"images {before_image.shape[:2]}, {after_aligned.shape[:2]} and labels {b.shape}, {a.shape} must share BEFORE's shape"
-        )
-    if not (0.0 <= ratio <= 1.0 and noise_factor >= 0.0):
-        raise ValueError(f"ratio must be in [0, 1] and noise_factor >= 0, got {ratio} and {noise_factor}")
-    if (before_evidence is None) != (after_evidence_aligned is None):
-        raise ValueError("give the lesion evidence of both photos or of neither")
-    for name, ev in (("before_evidence", before_evidence), ("after_evidence_aligned", after_evidence_aligned)):
-        if ev is not None and (np.ndim(ev) != 2 or min(np.shape(ev)) < 1):
-            raise ValueError(f"{name} must be a 2-D map, got shape {np.shape(ev)}")
-    region = np.ones(b.shape, dtype=bool) if common is None else np.asarray(common, dtype=bool)
+    b, a, region = _check_reconcile_inputs(
+        before_image, after_aligned, before_labels, after_labels_aligned, common, before_evidence, after_evidence_aligned, ratio, noise_factor, "lesion"
+    )
     new = region & (b != LESION) & (a == LESION)
     resolved = region & (b == LESION) & (a != LESION)
-
-    # Colours are compared at a bounded resolution (memory stays small for 24-MP photos);
-    # the decision is per region of disagreement, and those stay at full resolution.
-    h, w = b.shape
-    k = min(1.0, RECONCILE_LONG_SIDE / max(h, w))
-    size = (max(1, round(w * k)), max(1, round(h * k)))
-    lab_b = _lab_small(before_image, size, 1.0)
-    lab_a = _lab_small(after_aligned, size, 1.0)
-
-    def small(mask: np.ndarray) -> np.ndarray:
-        return cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
-
-    joint_ev = None
-    if before_evidence is not None and after_evidence_aligned is not None:
-        # Both photos' log-odds, averaged: the evidence of two looks at the same skin.
-        joint_ev = 0.5 * (
-            cv2.resize(np.asarray(before_evidence, np.float32), size, interpolation=cv2.INTER_LINEAR)
-            + cv2.resize(np.asarray(after_evidence_aligned, np.float32), size, interpolation=cv2.INTER_LINEAR)
-        )
-
-    healthy_both = small(region & (b == SKIN) & (a == SKIN))
-    diff = np.linalg.norm(lab_b - lab_a, axis=2)
-    residual = float(np.median(diff[healthy_both])) if healthy_both.any() else None
-    out_a = a.copy()
-    out_b = b.copy()
-    counts = {"new": [0, 0], "resolved": [0, 0]}
-    agreed = [0, 0]  # lesion in both, not lesion in both
-    if residual is not None and (new.any() or resolved.any()):
-        sigma_ref = max(size) / 25.0  # "nearby": a few percent of the view
-        for name, cand, lab, own in (
-            ("new", new, lab_a, small(region & (a == SKIN))),
-            ("resolved", resolved, lab_b, small(region & (b == SKIN))),
-        ):
-            if not cand.any():
-                continue
-            contrast = np.linalg.norm(lab - _local_mean(lab, own, sigma_ref), axis=2)
-            n, comp = cv2.connectedComponents(cand.astype(np.uint8), connectivity=8)
-            # Only the candidate pixels are looked at: their colours are read from the
-            # comparison grid, so no full-resolution float map is ever made.
-            ys, xs = np.nonzero(cand)
-            ids = comp[ys, xs]
-            sy = np.minimum((ys * (size[1] / h)).astype(np.intp), size[1] - 1)
-            sx = np.minimum((xs * (size[0] / w)).astype(np.intp), size[0] - 1)
-            px = np.bincount(ids, minlength=n).astype(np.float64)
-            mean_diff = np.bincount(ids, diff[sy, sx], n) / np.maximum(px, 1)
-            mean_contrast = np.bincount(ids, contrast[sy, sx], n) / np.maximum(px, 1)
-            unchanged = mean_diff < np.maximum(ratio * mean_contrast, noise_factor * residual)
-            unchanged[0] = False  # label 0 is "not a candidate"
-            if joint_ev is None:
-                as_lesion = np.full(n, name == "resolved")  # BEFORE's label
-            else:
-                as_lesion = np.bincount(ids, joint_ev[sy, sx], n) / np.maximum(px, 1) > 0.0
-            agree = unchanged[ids]
-            to_lesion = agree & as_lesion[ids]
-            to_other = agree & ~as_lesion[ids]
-            yl, xl = ys[to_lesion], xs[to_lesion]
-            out_a[yl, xl] = LESION
-            out_b[yl, xl] = LESION
-            # "The other label": the one of the photo that did not call lesion.
-            yo, xo = ys[to_other], xs[to_other]
-            other = b[yo, xo] if name == "new" else a[yo, xo]
-            out_a[yo, xo] = other
-            out_b[yo, xo] = other
-            n_agree = int(agree.sum())
-            counts[name] = [int(ids.size) - n_agree, n_agree]
-            agreed[0] += int(to_lesion.sum())
-            agreed[1] += int(to_other.sum())
+    out_b, out_a, residual, counts = _reconcile_class(
+        LESION, before_image, after_aligned, b, a, region, new, resolved, before_evidence, after_evidence_aligned, ratio, noise_factor
+    )
     return Reconciliation(
         labels=out_a,
         before_labels=out_b,
         residual_delta_e=residual,
         ratio=float(ratio),
         noise_factor=float(noise_factor),
-        evidence=joint_ev is not None,
-        new_kept_px=counts["new"][0],
-        new_reverted_px=counts["new"][1],
-        resolved_kept_px=counts["resolved"][0],
-        resolved_reverted_px=counts["resolved"][1],
-        agreed_lesion_px=agreed[0],
-        agreed_other_px=agreed[1],
+        evidence=before_evidence is not None,
+        new_kept_px=counts["new_kept"],
+        new_reverted_px=counts["new_reverted"],
+        resolved_kept_px=counts["gone_kept"],
+        resolved_reverted_px=counts["gone_reverted"],
+        agreed_lesion_px=counts["agreed_class"],
+        agreed_other_px=counts["agreed_other"],
+    )
+
+
+@dataclass(frozen=True)
+class HairReconciliation:
+    """How the aligned pair's hair labels were reconciled with the photos' colours.
+
+    The same rule as :func:`reconcile_lesion_labels`, for the hair label: see
+    :func:`reconcile_hair_labels`.
+
+    Attributes
+    ----------
+    labels, before_labels : (H, W) uint8 ndarray
+        AFTER's aligned labels and BEFORE's labels for the pair, reconciled.
+    residual_delta_e : float or None
+        Median CIELAB colour difference on skin healthy in both photos (None: nothing
+        was reconciled).
+    ratio, noise_factor : float
+        The decision's parameters.
+    evidence : bool
+        Whether both photos' hair evidence decided the label of unchanged regions.
+    regrown_kept_px, regrown_reverted_px : int
+        Pixels AFTER calls hair and BEFORE healthy skin or background: kept as regrown,
+        or made to agree because the photo did not change there.
+    lost_kept_px, lost_reverted_px : int
+        Pixels BEFORE calls hair and AFTER healthy skin or background: kept as lost, or
+        made to agree.
+    agreed_hair_px, agreed_other_px : int
+        Of the pixels made to agree, those labelled hair in both photos and those
+        labelled not hair in both.
+    """
+
+    labels: np.ndarray = field(repr=False, compare=False)
+    before_labels: np.ndarray = field(repr=False, compare=False)
+    residual_delta_e: float | None
+    ratio: float
+    noise_factor: float
+    evidence: bool
+    regrown_kept_px: int
+    regrown_reverted_px: int
+    lost_kept_px: int
+    lost_reverted_px: int
+    agreed_hair_px: int
+    agreed_other_px: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "residual_delta_e": self.residual_delta_e,
+            "ratio": self.ratio,
+            "noise_factor": self.noise_factor,
+            "evidence": self.evidence,
+            "regrown_kept_px": self.regrown_kept_px,
+            "regrown_reverted_px": self.regrown_reverted_px,
+            "lost_kept_px": self.lost_kept_px,
+            "lost_reverted_px": self.lost_reverted_px,
+            "agreed_hair_px": self.agreed_hair_px,
+            "agreed_other_px": self.agreed_other_px,
+        }
+
+
+def reconcile_hair_labels(
+    before_image: np.ndarray,
+    after_aligned: np.ndarray,
+    before_labels: np.ndarray,
+    after_labels_aligned: np.ndarray,
+    *,
+    common: np.ndarray | None = None,
+    before_evidence: np.ndarray | None = None,
+    after_evidence_aligned: np.ndarray | None = None,
+    ratio: float = RECONCILE_HAIR_RATIO,
+    noise_factor: float = RECONCILE_NOISE_FACTOR,
+) -> HairReconciliation:
+    """Keep only the hair changes that the photos themselves show.
+
+    The hair twin of :func:`reconcile_lesion_labels`: two segmentations of the same
+    unchanged scalp or body hair disagree where hair is sparse or fine, and on unchanged
+    phantom pairs that moved the hair coverage of the common region by up to 14
+    fraction points (docs/report.md). A region whose label went to hair (*regrown*) or
+    away from it (*lost*) is a change when its mean colour moved by at least ``ratio``
+    of the hair's mean contrast against nearby healthy skin (in the photo that calls it
+    hair) and by more than ``noise_factor`` times the pair's colour residual. Otherwise
+    the two labels are made to agree: by both photos' hair evidence when given (hair in
+    both where its mean, averaged over the photos, is positive, else the other photo's
+    label in both), else AFTER's label is reset to BEFORE's.
+
+    Only trades between hair and healthy skin or background are judged here: hair
+    against lesion is :func:`reconcile_lesion_labels`' business, so run that first and
+    pass its labels.
+
+    Parameters
+    ----------
+    before_image, after_aligned : (H, W, 3) uint8 ndarray
+        BEFORE's photo and AFTER warped into BEFORE's frame (photometrically normalised).
+    before_labels, after_labels_aligned : (H, W) uint8 ndarray
+        BEFORE's labels for the pair and AFTER's labels in BEFORE's frame (for example a
+        :class:`Reconciliation`'s ``before_labels`` and ``labels``).
+    common : (H, W) bool ndarray, optional
+        Pixels of BEFORE's frame that AFTER covers. Default: all.
+    before_evidence, after_evidence_aligned : (h, w) float ndarray, optional
+        Hair evidence (log-odds of hair against the strongest other class) of BEFORE and
+        of AFTER warped into BEFORE's frame, at any resolution. Give both or neither.
+    ratio : float
+        Share of the hair's contrast the colour must move by (0..1).
+    noise_factor : float
+        Multiple of the pair's colour residual the colour must move by.
+
+    Returns
+    -------
+    HairReconciliation
+
+    Raises
+    ------
+    ValueError
+        If the arrays' shapes disagree, a label map is invalid, or only one evidence
+        map is given.
+    """
+    b, a, region = _check_reconcile_inputs(
+        before_image, after_aligned, before_labels, after_labels_aligned, common, before_evidence, after_evidence_aligned, ratio, noise_factor, "hair"
+    )
+    regrown = region & (a == HAIR) & (b != HAIR) & (b != LESION)
+    lost = region & (b == HAIR) & (a != HAIR) & (a != LESION)
+    out_b, out_a, residual, counts = _reconcile_class(
+        HAIR, before_image, after_aligned, b, a, region, regrown, lost, before_evidence, after_evidence_aligned, ratio, noise_factor
+    )
+    return HairReconciliation(
+        labels=out_a,
+        before_labels=out_b,
+        residual_delta_e=residual,
+        ratio=float(ratio),
+        noise_factor=float(noise_factor),
+        evidence=before_evidence is not None,
+        regrown_kept_px=counts["new_kept"],
+        regrown_reverted_px=counts["new_reverted"],
+        lost_kept_px=counts["gone_kept"],
+        lost_reverted_px=counts["gone_reverted"],
+        agreed_hair_px=counts["agreed_class"],
+        agreed_other_px=counts["agreed_other"],
     )

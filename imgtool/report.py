@@ -116,7 +116,7 @@ def metrics_row(result: PairAnalysis) -> dict[str, Any]:
     -------
     dict of str to value
     """
-    from .quantify import LesionFates, Lesions, Reconciliation, Redness
+    from .quantify import HairReconciliation, LesionFates, Lesions, Reconciliation, Redness
     from .registration import Displacement, PhotometricCorrection
 
     doc = result.to_dict()
@@ -136,6 +136,10 @@ def metrics_row(result: PairAnalysis) -> dict[str, Any]:
         none = np.zeros((0, 0), np.uint8)
         blank_rec = Reconciliation(none, none, None, 0.0, 0.0, False, 0, 0, 0, 0, 0, 0).to_dict()
         shaped["metrics"]["reconciliation"] = _nulls(blank_rec)
+    if result.options.reconcile and metrics.get("reconciliation_hair") is None:
+        none = np.zeros((0, 0), np.uint8)
+        blank_hair = HairReconciliation(none, none, None, 0.0, 0.0, False, 0, 0, 0, 0, 0, 0).to_dict()
+        shaped["metrics"]["reconciliation_hair"] = _nulls(blank_hair)
     # The colour correction and the non-rigid field, when asked for, keep their columns
     # when registration failed.
     reg_opts = result.options.registration

@@ -70,6 +70,7 @@ def test_evaluate_phantoms_rows_and_summary():
     pid, pair = next(iter(phantom_source(1, 21, size=(256, 192))))
     assert ev.pair_rows[0]["id"] == pid
     assert ev.pair_rows[0]["true_common_area_px"] == pair.truth["metrics"]["change"]["common_area_px"]
+    assert ev.pair_rows[0]["true_hair_coverage_change_common"] == pair.truth["metrics"]["change"]["hair_coverage_change_common"]
     seg = ev.summary["segmentation"]
     tp = sum(r["tp_skin"] for r in ev.rows)
     fp = sum(r["fp_skin"] for r in ev.rows)

@@ -97,9 +97,15 @@ def test_reconciliation_recorded_and_switchable(analysis: imgtool.PairAnalysis, 
     assert d2["settings"]["reconcile"] is False and d2["metrics"]["reconciliation"] is None
     # Reconciling only resets AFTER's labels to BEFORE's: it never adds a disagreement.
     assert ((analysis.after_labels_aligned != b) & common).sum() <= ((raw.after_labels_aligned != b) & common).sum()
-    n_reset = rec["new_reverted_px"] + rec["resolved_reverted_px"]
+    hrec = doc["metrics"]["reconciliation_hair"]
+    assert hrec is not None and hrec["evidence"] is False and d2["metrics"]["reconciliation_hair"] is None
+    assert hrec["regrown_reverted_px"] + hrec["lost_reverted_px"] > 0  # the scene's hair edges disagree
+    n_reset = rec["new_reverted_px"] + rec["resolved_reverted_px"] + hrec["regrown_reverted_px"] + hrec["lost_reverted_px"]
     assert ((analysis.after_labels_aligned != raw.after_labels_aligned)).sum() == n_reset
     assert rec["agreed_lesion_px"] == rec["resolved_reverted_px"] and rec["agreed_other_px"] == rec["new_reverted_px"]
+    assert hrec["agreed_hair_px"] == hrec["lost_reverted_px"] and hrec["agreed_other_px"] == hrec["regrown_reverted_px"]
+    # Hair that survived is the regrown / lost hair (plus hair traded with lesion, judged as lesion).
+    assert ch["regrown_hair_px"] >= hrec["regrown_kept_px"] and ch["lost_hair_px"] >= hrec["lost_kept_px"]
 
 
 def test_cnn_reconciliation_uses_both_photos_evidence(tmp_path: Path) -> None:
@@ -113,10 +119,12 @@ def test_cnn_reconciliation_uses_both_photos_evidence(tmp_path: Path) -> None:
     b2, a2, common = res.before_labels_pair, res.after_labels_aligned, res.common
     assert b2 is not None and a2 is not None and common is not None
     # BEFORE's pair labels differ from its own only where the photos were made to agree,
-    # and only in whether a pixel is lesion.
+    hrec = res.hair_reconciliation
+    assert hrec is not None and hrec.evidence is True
     moved = b2 != res.before_labels
-    assert moved.sum() <= rec.agreed_lesion_px + rec.agreed_other_px
-    assert ((b2 == LESION) != (res.before_labels == LESION))[moved].all()
+    assert moved.sum() <= rec.agreed_lesion_px + rec.agreed_other_px + hrec.agreed_hair_px + hrec.agreed_other_px
+    # ... and only in whether a pixel is lesion or hair.
+    assert (((b2 == LESION) != (res.before_labels == LESION)) | ((b2 == HAIR) != (res.before_labels == HAIR)))[moved].all()
     # The change metrics and fates are those of the two reconciled maps.
     ch = res.change
     assert ch.lesion_area_before_common_px == int(((b2 == LESION) & common).sum())

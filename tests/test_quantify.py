@@ -12,6 +12,7 @@ from PIL import Image
 
 from imgtool.labels import BACKGROUND, HAIR, LESION, SKIN
 from imgtool.quantify import (
+    reconcile_hair_labels,
     FATE_NEW,
     FATE_PERSISTENT,
     FATE_RESOLVED,
@@ -619,3 +620,78 @@ def test_reconcile_rejects_bad_input() -> None:
         reconcile_lesion_labels(img, img[:100], lab, lab)
     with pytest.raises(ValueError, match="ratio"):
         reconcile_lesion_labels(img, img, lab, lab, ratio=1.5)
+
+
+# --------------------------------------------------------------------------- hair reconciliation
+
+
+def _hair_labels(x0: int) -> np.ndarray:
+    lab = _disc_labels([])
+    lab[:, x0:] = HAIR
+    return lab
+
+
+def _cov_change(b: np.ndarray, a: np.ndarray) -> float:
+    ch = change_metrics(photo_metrics(b), photo_metrics(a), b, a)
+    assert ch.hair_coverage_change_common is not None
+    return ch.hair_coverage_change_common
+
+
+def test_reconcile_hair_resets_edge_noise_on_an_unchanged_photo() -> None:
+    before = _with_hair(_photo([], seed=21), 150, 1)
+    after = _with_hair(_photo([], seed=22), 150, 2)  # the same scene, new noise
+    lb = _hair_labels(150)
+    la = _hair_labels(135)  # the segmenter called 15 columns of skin hair ...
+    la[:60, 150:165] = SKIN  # ... and lost a corner of the hair
+    assert abs(_cov_change(lb, la)) > 0.04  # 4.6 fraction points of false change
+    rec = reconcile_hair_labels(before, after, lb, la)
+    np.testing.assert_array_equal(rec.labels, lb)
+    np.testing.assert_array_equal(rec.before_labels, lb)
+    assert _cov_change(rec.before_labels, rec.labels) == 0.0
+    assert rec.regrown_kept_px == 0 and rec.lost_kept_px == 0
+    assert rec.regrown_reverted_px == 200 * 15 and rec.lost_reverted_px == 60 * 15
+    assert rec.evidence is False and rec.residual_delta_e is not None
+
+
+def test_reconcile_hair_keeps_real_regrowth_and_loss() -> None:
+    # Hair regrew over columns 120..150 and was lost at the top of the old hair.
+    before = _with_hair(_photo([], seed=23), 150, 3)
+    after = _with_hair(_photo([], seed=24), 120, 4)
+    after[:50, 200:] = _photo([], seed=25)[:50, 200:]
+    lb, la = _hair_labels(150), _hair_labels(120)
+    la[:50, 200:] = SKIN
+    rec = reconcile_hair_labels(before, after, lb, la)
+    np.testing.assert_array_equal(rec.labels, la)
+    np.testing.assert_array_equal(rec.before_labels, lb)
+    assert rec.regrown_kept_px == 200 * 30 and rec.lost_kept_px == 50 * 40
+    assert rec.regrown_reverted_px == 0 and rec.lost_reverted_px == 0
+
+
+@pytest.mark.parametrize(("ev_value", "want"), [(2.0, HAIR), (-2.0, SKIN)])
+def test_reconcile_hair_with_evidence_labels_unchanged_regions_by_both_photos(ev_value: float, want: int) -> None:
+    before = _with_hair(_photo([], seed=26), 150, 5)
+    after = _with_hair(_photo([], seed=27), 150, 6)
+    lb, la = _hair_labels(150), _hair_labels(150)
+    la[:, 150:170] = SKIN  # AFTER lost the edge of the hair: the photos say it did not
+    ev_b = np.where(_hair_labels(150) == HAIR, 3.0, -3.0).astype(np.float32)
+    ev_b[:, 150:170] = ev_value  # what the two photos' evidence says about the disputed strip
+    ev_a = ev_b.copy()
+    rec = reconcile_hair_labels(before, after, lb, la, before_evidence=ev_b[::2, ::2], after_evidence_aligned=ev_a[::2, ::2])
+    assert rec.evidence is True and rec.lost_reverted_px == 200 * 20
+    assert (rec.labels[:, 150:170] == want).all() and (rec.before_labels[:, 150:170] == want).all()
+    assert (rec.agreed_hair_px, rec.agreed_other_px) == ((200 * 20, 0) if want == HAIR else (0, 200 * 20))
+
+
+def test_reconcile_hair_leaves_lesion_trades_and_rejects_bad_input() -> None:
+    before = _with_hair(_photo([], seed=28), 150, 7)
+    after = _with_hair(_photo([], seed=29), 150, 8)
+    lb = _hair_labels(150)
+    la = lb.copy()
+    la[:, 150:160] = LESION  # hair -> lesion: reconcile_lesion_labels' business
+    rec = reconcile_hair_labels(before, after, lb, la)
+    np.testing.assert_array_equal(rec.labels, la)
+    assert rec.lost_kept_px == rec.lost_reverted_px == 0
+    with pytest.raises(ValueError, match="hair evidence of both photos"):
+        reconcile_hair_labels(before, after, lb, la, before_evidence=np.zeros((10, 12), np.float32))
+    with pytest.raises(ValueError, match="share BEFORE's shape"):
+        reconcile_hair_labels(before, after[:100], lb, la)

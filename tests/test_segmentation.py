@@ -66,21 +66,31 @@ def test_labels_at_full_size_and_batching_changes_nothing(tiny_model, rng: np.ra
         assert a.max() <= 3
 
 
-def test_lesion_evidence_is_positive_exactly_where_lesion_wins(tiny_model, rng: np.random.Generator) -> None:
+@pytest.mark.parametrize("cls", [2, 3])
+def test_class_evidence_is_positive_exactly_where_the_class_wins(cls: int, rng: np.random.Generator) -> None:
     logits = torch.from_numpy(rng.normal(size=(4, 20, 30)).astype(np.float32))
-    ev = inf.lesion_evidence(logits)
+    ev = inf.class_evidence(logits, cls)
     assert ev.shape == (20, 30) and ev.dtype == np.float32
-    np.testing.assert_array_equal(ev > 0, logits.argmax(0).numpy() == 2)
-    others = np.delete(logits.numpy(), 2, axis=0).max(0)
-    np.testing.assert_allclose(ev, logits.numpy()[2] - others, rtol=1e-6)
+    np.testing.assert_array_equal(ev > 0, logits.argmax(0).numpy() == cls)
+    others = np.delete(logits.numpy(), cls, axis=0).max(0)
+    np.testing.assert_allclose(ev, logits.numpy()[cls] - others, rtol=1e-6)
     # The same with log-probabilities (test-time augmentation blends those).
-    np.testing.assert_allclose(inf.lesion_evidence(torch.log_softmax(logits, 0)), ev, atol=1e-5)
-    # Through the public function: the labels are segment_labels', the evidence at working size.
+    np.testing.assert_allclose(inf.class_evidence(torch.log_softmax(logits, 0), cls), ev, atol=1e-5)
+    if cls == 2:
+        np.testing.assert_array_equal(inf.lesion_evidence(logits), ev)
+
+
+def test_segment_labels_with_evidence_gives_lesion_and_hair_channels(tiny_model, rng: np.random.Generator) -> None:
+    # The labels are segment_labels', the evidence at working size, one channel per EVIDENCE_CLASSES.
+    assert inf.EVIDENCE_CLASSES == (2, 3)
     imgs = [_photo(rng, 150, 210), _photo(rng, 480, 333)]
     labels, evidence = segment_labels_with_evidence(imgs, model=tiny_model)
     for im, lab, ref, e in zip(imgs, labels, segment_labels(imgs, model=tiny_model), evidence):
         np.testing.assert_array_equal(lab, ref)
-        assert e is not None and e.shape == inf.working_size(im.shape[:2], 200)
+        assert e is not None and e.shape == (*inf.working_size(im.shape[:2], 200), 2) and e.dtype == np.float32
+        logits = next(inf.predict_logits([im], tiny_model))[1]
+        np.testing.assert_allclose(e[..., 0], inf.class_evidence(logits, 2), atol=1e-5)
+        np.testing.assert_allclose(e[..., 1], inf.class_evidence(logits, 3), atol=1e-5)
     labels, evidence = segment_labels_with_evidence(imgs, method="classical")
     assert evidence == [None, None] and labels[0].shape == (150, 210)
 

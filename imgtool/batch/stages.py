@@ -89,8 +89,8 @@ class PairLabels(NamedTuple):
     ----------
     before, after : (H, W) uint8 ndarray
         The label maps.
-    before_evidence, after_evidence : (h, w) float32 ndarray or None
-        The CNN's lesion evidence at its working resolution (small), for reconciliation;
+    before_evidence, after_evidence : (h, w, 2) float32 ndarray or None
+        The CNN's lesion and hair evidence at its working resolution (small), for reconciliation;
         None for the classical method.
     """
 
@@ -191,7 +191,7 @@ def finish_stage(staged: StagedPair, labels: PairLabels, ctx: StageContext) -> P
     staged : StagedPair
         From :func:`load_stage`.
     labels : PairLabels
-        BEFORE's and AFTER's label maps (and the CNN's lesion evidence).
+        BEFORE's and AFTER's label maps (and the CNN's lesion and hair evidence).
     ctx : StageContext
 
     Returns

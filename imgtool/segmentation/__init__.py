@@ -130,12 +130,13 @@ def segment_labels_with_evidence(
     batch_size: int | None = None,
     classical_options: ClassicalOptions | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
-    """Label maps, and the CNN's lesion evidence, of RGB images.
+    """Label maps, and the CNN's lesion and hair evidence, of RGB images.
 
-    The evidence (:func:`imgtool.segmentation.inference.lesion_evidence`: the network's
-    log-odds of lesion against the strongest other class, at its working resolution) lets a pair's
-    reconciliation (:func:`imgtool.quantify.reconcile_lesion_labels`) weigh both photos'
-    evidence where they disagree. The classical method has none.
+    The evidence (:func:`imgtool.segmentation.inference.class_evidence`: the network's
+    log-odds of lesion, and of hair, against the strongest other class, at its working
+    resolution) lets a pair's reconciliation (:func:`imgtool.quantify.reconcile_lesion_labels`,
+    :func:`imgtool.quantify.reconcile_hair_labels`) weigh both photos' evidence where they
+    disagree. The classical method has none.
 
     Parameters
     ----------
@@ -146,8 +147,10 @@ def segment_labels_with_evidence(
     -------
     labels : list of (H, W) uint8 ndarray
         One label map per image, at the image's size.
-    evidence : list of (h, w) float32 ndarray or None
-        One per image, at the CNN's working resolution (None for the classical method).
+    evidence : list of (h, w, 2) float32 ndarray or None
+        One per image, at the CNN's working resolution: channel 0 the lesion evidence,
+        channel 1 the hair evidence (``inference.EVIDENCE_CLASSES``); None for the
+        classical method.
 
     Raises
     ------

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
-from ..labels import LESION
+from ..labels import HAIR, LESION
 from .model import InputSpec, SegmentationModel
 from .tiling import Tile, blend_tiles, make_tiles
 
@@ -314,25 +314,36 @@ def predict_logits(
                 emitted += 1
 
 
-def lesion_evidence(logits: torch.Tensor) -> np.ndarray:
-    """The network's evidence for lesion against every other class, per working pixel.
+#: The classes whose evidence :func:`predict_labels_and_evidence` returns, in channel order.
+EVIDENCE_CLASSES: tuple[int, ...] = (LESION, HAIR)
+
+
+def class_evidence(logits: torch.Tensor, cls: int) -> np.ndarray:
+    """The network's evidence for class ``cls`` against every other class, per working pixel.
 
     Parameters
     ----------
     logits : (C, h, w) float tensor
         Blended working-resolution logits (or log-probabilities with test-time
         augmentation), classes in the label contract's order.
+    cls : int
+        The class (a label value).
 
     Returns
     -------
     (h, w) float32 ndarray
-        ``logits[LESION] - max(logits[other classes])``: the log-odds of lesion against
+        ``logits[cls] - max(logits[other classes])``: the log-odds of ``cls`` against
         the strongest other class (the same for logits and log-probabilities). It is
-        positive exactly where the arg-max is lesion, and its size says how sure.
+        positive exactly where the arg-max is ``cls``, and its size says how sure.
     """
     lg = logits.float()
-    others = torch.cat([lg[:LESION], lg[LESION + 1 :]]).amax(dim=0)
-    return (lg[LESION] - others).cpu().numpy()
+    others = torch.cat([lg[:cls], lg[cls + 1 :]]).amax(dim=0)
+    return (lg[cls] - others).cpu().numpy()
+
+
+def lesion_evidence(logits: torch.Tensor) -> np.ndarray:
+    """:func:`class_evidence` for lesion: the log-odds of lesion against the strongest other class."""
+    return class_evidence(logits, LESION)
 
 
 def predict_labels(
@@ -386,19 +397,21 @@ def predict_labels_and_evidence(
     overlap: int | None = None,
     strip_rows: int = STRIP_ROWS,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Label maps and lesion evidence (:func:`lesion_evidence`) of RGB photos with the CNN.
+    """Label maps and lesion and hair evidence (:func:`class_evidence`) of RGB photos with the CNN.
 
     Parameters and errors are those of :func:`predict_labels`.
 
     Returns
     -------
-    list of ((H, W) uint8 ndarray, (h, w) float32 ndarray)
-        Each photo's label map at full resolution and its lesion evidence at the
-        model's working resolution (small: the long side is at most the card's
+    list of ((H, W) uint8 ndarray, (h, w, 2) float32 ndarray)
+        Each photo's label map at full resolution and its evidence for the classes of
+        :data:`EVIDENCE_CLASSES` (channel 0 lesion, channel 1 hair) at the model's
+        working resolution (small: the long side is at most the card's
         ``working_long_side``).
     """
-    out: list[tuple[np.ndarray, np.ndarray]] = [(np.empty((0, 0), np.uint8), np.empty((0, 0), np.float32))] * len(images)
+    out: list[tuple[np.ndarray, np.ndarray]] = [(np.empty((0, 0), np.uint8), np.empty((0, 0, len(EVIDENCE_CLASSES)), np.float32))] * len(images)
     with torch.inference_mode():
         for i, logits in predict_logits(images, model, batch_size=batch_size, tile_size=tile_size, overlap=overlap):
-            out[i] = (upsample_argmax(logits, images[i].shape[:2], strip_rows=strip_rows), lesion_evidence(logits))
+            evidence = np.stack([class_evidence(logits, c) for c in EVIDENCE_CLASSES], axis=-1)
+            out[i] = (upsample_argmax(logits, images[i].shape[:2], strip_rows=strip_rows), evidence)
     return out

@@ -103,3 +103,28 @@ def test_golden_sample_images_against_their_truth(shipped, stem: str) -> None:
     for name, k in (("skin", SKIN), ("lesion", LESION), ("hair", HAIR)):
         if name in floors:
             assert overlap_scores(labels == k, truth == k)["dice"] >= floors[name], name
+
+
+@pytest.mark.parametrize("view", ["back", "scalp"])
+def test_sample_pairs_keep_the_case_reports_changes(shipped, view: str) -> None:
+    """The pipeline's change fields on the sample pairs stay near their truth.
+
+    These pairs are the case report's claims: eczema that cleared and hair that regrew
+    over the whole view. A reconciliation that judges change against surroundings that
+    changed too (widespread regrowth the segmenter labels skin in both photos beside the
+    hair it does call) read the back's regrowth as 0.08 instead of 0.42 and the scalp's
+    as 0.16 instead of 0.76; this test fails on it.
+    """
+    import json
+
+    import imgtool
+
+    before, after = SAMPLES / f"{view}_month00.jpg", SAMPLES / f"{view}_month10.jpg"
+    truth_path = SAMPLES / "truth" / f"{view}_truth.json"
+    if not (before.is_file() and after.is_file() and truth_path.is_file()):
+        pytest.skip("sample_images/ not present")
+    truth = json.loads(truth_path.read_text())["metrics"]["change"]
+    ch = imgtool.analyze_pair(before, after, model=shipped).change
+    assert ch.regrown_hair_px is not None and ch.regrown_hair_px >= 0.75 * truth["regrown_hair_px"]
+    assert ch.hair_coverage_change_common == pytest.approx(truth["hair_coverage_change_common"], abs=0.1)
+    assert ch.lesion_area_change_rel == pytest.approx(truth["lesion_area_change_rel"], abs=0.06)

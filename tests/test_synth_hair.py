@@ -298,3 +298,19 @@ def test_no_small_hair_blotches_in_bald_patches(seed):
     n, _, stats, _ = cv2.connectedComponentsWithStats(hair, connectivity=8)
     areas = stats[1:, cv2.CC_STAT_AREA] * mm2
     assert (areas >= 20.0).all(), sorted(areas)[:5]
+
+
+def test_regrowth_brings_sparse_vellus_hair_into_the_patch_that_is_still_bald():
+    """When hair regrows, the patch left bald shows fine short hairs, too sparse to be labelled hair."""
+    fr, body, g, dist = _patch_edge_scene(math.pi / 2, rows=300)
+    spec = _spec(8.0, density=2.0, seed=12)
+    before = render_hair(spec, fr, body, g, HairState(level=0.0))
+    after = render_hair(spec, fr, body, g, HairState(level=0.5), before_kept=before.kept)  # the edge moves 5 mm in
+    still_bald = (dist >= 9.0) & (dist < 14.0)
+    bare = float(before.alpha[:, still_bald].mean())  # only a stray flyaway or two reach in
+    assert bare < 0.002
+    assert float(after.alpha[:, still_bald].mean()) > 10.0 * bare + 0.005
+    assert (after.label[:, still_bald] < 0.5).all()
+    # Without regrowth (the same cut at the follow-up) the patch stays as bare as it was.
+    same = render_hair(spec, fr, body, g, HairState(level=0.0), before_kept=before.kept)
+    assert float(same.alpha[:, still_bald].mean()) == bare

@@ -481,6 +481,8 @@ def render_hair(
     catch = rng.uniform(0.2, 1.8, n)
     u_broken = rng.random(n)
     broken_mm = rng.uniform(1.0, 4.0, n)
+    u_vellus = rng.random(n)
+    vellus_mm = rng.uniform(0.5, 3.0, n)
 
     # Long hair lies in locks with partings and shines in bands; short hair stands apart and is duller.
     long_hair = min(1.0, max(0.0, (spec.length_mm - 10.0) / 30.0))
@@ -495,13 +497,22 @@ def render_hair(
     rho = _sample(kept, roots).astype(np.float64) if n else np.zeros(0)
     active = u < rho
     new = np.zeros(n, dtype=bool)
+    vellus = np.zeros(n, dtype=bool)
     if before_kept is not None and n:
         # Regrowth: hairs that grow now and did not then (the same roots and draws).
         new = active & ~(u < _sample(before_kept, roots).astype(np.float64))
+        if new.any():
+            # Where hair regrows, the patches that are still bald carry sparse vellus
+            # regrowth too: fine, short (0.5-3 mm) light hairs, too sparse to be labelled.
+            base_ok = _sample(body.hair_base, roots) >= 0.5
+            vellus = ~active & base_ok & (u_vellus < 0.3 * (1.0 - rho))
+            active = active | vellus
+            new = new | vellus
     broken = u_broken < 0.8 * (1.0 - smoothstep((rho - 0.15) * (1.0 / 0.8)))
     length = length * np.clip(1.0 + 0.35 * _sample(cut, roots), 0.4, 1.6) if n else length
     length = np.where(broken & ~new, np.minimum(length, broken_mm / mmpp), length)
-    length = np.where(new, length * short_new, length) * lie
+    length = np.where(new, length * short_new, length)
+    length = np.where(vellus, vellus_mm / mmpp, length) * lie
     length = np.where(stray, length * 1.3, length)
     white = np.where(new, white_new < state.regrowth_white, white)
 

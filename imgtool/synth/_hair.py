@@ -5,7 +5,9 @@ minus alopecic patches. The patches come from a *loss field* ``G`` (coalescing r
 patches plus irregular noise, and an ophiasis band on the scalp): hair is kept where
 ``G`` is below a cut level chosen so that a given share of the base region is lost.
 Regrowth raises the cut (patches shrink along their own outlines) or lowers ``G`` in
-islands (regrowth in patches); further loss does the opposite.
+islands (regrowth in patches); further loss does the opposite. The kept density ``rho``
+is the cut blurred over about a millimetre (no islands or holes under ``_MIN_ISLAND_MM2``),
+so hair thins out over a few millimetres at a patch edge, with short broken hairs there.
 
 The hair label of a visit is exact: the kept region (``rho >= 0.5``) plus any skin
 that drawn strands cover densely (long hair lying over a patch covers it). Strands

@@ -224,3 +224,93 @@ def test_grey_strands_stay_white_in_dark_hair():
     dark = render_hair(_spec(8.0, grey=0.0), fr, body, np.zeros(shape, np.float32), HairState(level=1.0))
     grey = render_hair(_spec(8.0, grey=0.5), fr, body, np.zeros(shape, np.float32), HairState(level=1.0))
     assert grey.rgb.mean() > 5.0 * dark.rgb.mean()
+
+
+def _patch_edge_scene(angle: float, hair_mm: float = 15.0, rows: int = 120) -> tuple[Framing, Body, np.ndarray, np.ndarray]:
+    """A flat scalp (0.1 mm per pixel) with ``hair_mm`` of hair and, right of it, 15 mm of bald patch.
+
+    The loss field rises 0.1 per mm across the edge (as on the flank of an areata patch)
+    and is cut at 0: returns the framing, body, field and the signed distance (mm) of every
+    column from the edge, positive inside the patch.
+    """
+    edge = int(round(hair_mm / MMPP))
+    shape = (rows, edge + 150)
+    fr = Framing("scalp", MMPP, (0.0, 0.0), True, shape)
+    body = _flat_body(shape, angle)
+    dist_mm = (np.arange(shape[1], dtype=np.float32) - (edge - 0.5)) * MMPP
+    g = np.tile(dist_mm * np.float32(0.1), (shape[0], 1))
+    return fr, body, g, dist_mm
+
+
+def _band_mean(field: np.ndarray, dist_mm: np.ndarray, lo: float, hi: float) -> float:
+    cols = (dist_mm >= lo) & (dist_mm < hi)
+    return float(field[10:-10, cols].mean())
+
+
+def test_hair_thins_out_over_millimetres_across_a_patch_edge():
+    """Hair density falls off gradually across a patch edge, not as a sharp mask edge.
+
+    Cropped hair (1 mm strands combed along the edge) shows its roots' density: full
+    5 mm inside the hair, partial 1 mm either side of the edge, none 5 mm into the patch.
+    """
+    fr, body, g, dist = _patch_edge_scene(math.pi / 2, rows=400)
+    layers = render_hair(_spec(1.0, density=3.0, width_mm=0.1, seed=11), fr, body, g, HairState(level=0.0))
+    full = _band_mean(layers.alpha, dist, -7.0, -4.0)
+    assert full > 0.08
+    inside_1mm = _band_mean(layers.alpha, dist, -1.5, -0.5) / full
+    outside_1mm = _band_mean(layers.alpha, dist, 0.5, 1.5) / full
+    assert 0.5 < inside_1mm < 0.93, inside_1mm
+    assert 0.07 < outside_1mm < 0.5, outside_1mm
+    assert _band_mean(layers.alpha, dist, 4.0, 7.0) < 0.03 * full
+    # The density ramp is the label's field: the hair label ends where the density is a half.
+    kept = layers.kept[60]
+    assert kept[140] > 0.5 > kept[160] and 0.35 < kept[150] < 0.65
+    assert (np.diff(kept[50:250]) <= 1e-6).all()
+
+
+def test_long_hair_combed_over_a_patch_edge_covers_it_and_combed_away_leaves_it_bare():
+    """Long hair flows on across a patch's edge (its depth with it); combed away from the patch, the skin shows."""
+    fr, body, g, dist = _patch_edge_scene(0.0, 45.0)  # flow along +x: from the hair into the patch
+    into = render_hair(_spec(40.0, density=1.5, width_mm=0.08, seed=4), fr, body, g, HairState(level=0.0))
+    # 2-5 mm past the edge the patch lies under hair as dense as the hair itself.
+    assert _band_mean(into.alpha, dist, 2.0, 5.0) > 0.85
+    assert _band_mean(into.label >= 0.5, dist, 2.0, 5.0) > 0.9
+    fr, body, g, dist = _patch_edge_scene(math.pi, 45.0)  # flow along -x: away from the patch
+    away = render_hair(_spec(40.0, density=1.5, width_mm=0.08, seed=4), fr, body, g, HairState(level=0.0))
+    assert _band_mean(away.alpha, dist, 4.0, 10.0) < 0.1
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_no_small_hair_blotches_in_bald_patches(seed):
+    """Patchy scalps are a head of hair with round patches: no tufts of a few mm^2 left in the bald area."""
+    import cv2
+
+    from imgtool.synth import core
+
+    opts = SynthOptions(views=("scalp",), close_up=0.0, hair_loss=(0.3, 0.6), lesions=(0, 0))
+    rs = core._streams(seed)
+    scene = core._build_scene(seed, (320, 320), opts, rs)
+    visit = core._visit(scene, scene.disease, opts)
+    mm2 = scene.framing.mm_per_px**2
+    base = scene.body.hair_base >= 0.5
+    hair = ((visit.kept >= 0.5) & base).astype(np.uint8)
+    assert 0.25 < 1.0 - hair.sum() / base.sum() < 0.75
+    n, _, stats, _ = cv2.connectedComponentsWithStats(hair, connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA] * mm2
+    assert (areas >= 20.0).all(), sorted(areas)[:5]
+
+
+def test_regrowth_brings_sparse_vellus_hair_into_the_patch_that_is_still_bald():
+    """When hair regrows, the patch left bald shows fine short hairs, too sparse to be labelled hair."""
+    fr, body, g, dist = _patch_edge_scene(math.pi / 2, rows=300)
+    spec = _spec(8.0, density=2.0, seed=12)
+    before = render_hair(spec, fr, body, g, HairState(level=0.0))
+    after = render_hair(spec, fr, body, g, HairState(level=0.5), before_kept=before.kept)  # the edge moves 5 mm in
+    still_bald = (dist >= 9.0) & (dist < 14.0)
+    bare = float(before.alpha[:, still_bald].mean())  # only a stray flyaway or two reach in
+    assert bare < 0.002
+    assert float(after.alpha[:, still_bald].mean()) > 10.0 * bare + 0.005
+    assert (after.label[:, still_bald] < 0.5).all()
+    # Without regrowth (the same cut at the follow-up) the patch stays as bare as it was.
+    same = render_hair(spec, fr, body, g, HairState(level=0.0), before_kept=before.kept)
+    assert float(same.alpha[:, still_bald].mean()) == bare

@@ -5,7 +5,9 @@ minus alopecic patches. The patches come from a *loss field* ``G`` (coalescing r
 patches plus irregular noise, and an ophiasis band on the scalp): hair is kept where
 ``G`` is below a cut level chosen so that a given share of the base region is lost.
 Regrowth raises the cut (patches shrink along their own outlines) or lowers ``G`` in
-islands (regrowth in patches); further loss does the opposite.
+islands (regrowth in patches); further loss does the opposite. The kept density ``rho``
+is the cut blurred over about a millimetre (no islands or holes under ``_MIN_ISLAND_MM2``),
+so hair thins out over a few millimetres at a patch edge, with short broken hairs there.
 
 The hair label of a visit is exact: the kept region (``rho >= 0.5``) plus any skin
 that drawn strands cover densely (long hair lying over a patch covers it). Strands
@@ -155,7 +157,11 @@ def loss_field(rng: np.random.Generator, framing: Framing, body: Body) -> np.nda
     """The alopecia field ``G`` of a scene: where it is high, hair is lost first.
 
     Round areata patches of several sizes that coalesce, irregular noise, and on the
-    scalp sometimes an ophiasis band along the margin.
+    scalp sometimes an ophiasis band along the margin. On the scalp the patches
+    dominate: round-to-oval domes of 6-40 mm radius whose summed area is about that of
+    the hair-bearing scalp, over weak broad noise, so a cut at any share of loss gives
+    smooth, round-to-oval patches that coalesce (not the camouflage of a noise field);
+    elsewhere (beard, brows, body hair) a few patches lie on stronger noise.
 
     Returns
     -------
@@ -163,25 +169,45 @@ def loss_field(rng: np.random.Generator, framing: Framing, body: Body) -> np.nda
     """
     h, w = framing.world_shape
     mmpp = framing.mm_per_px
-    g = np.float32(0.45) * fractal(rng, (h, w), rng.uniform(15, 45) / mmpp, octaves=3)
-    # Fine irregularity: patch edges are ragged and coalescing, not round.
-    g += np.float32(rng.uniform(0.08, 0.2)) * fractal(rng, (h, w), max(2.0, rng.uniform(3.0, 8.0) / mmpp), octaves=2)
+    scalp = body.hair_kind == "scalp"
+    g = np.float32(0.12 if scalp else 0.45) * fractal(rng, (h, w), rng.uniform(15, 45) / mmpp, octaves=3)
+    # Fine irregularity: patch edges are a little ragged where patches coalesce.
+    fine = rng.uniform(0.02, 0.05) if scalp else rng.uniform(0.08, 0.2)
+    g += np.float32(fine) * fractal(rng, (h, w), max(2.0, rng.uniform(3.0, 8.0) / mmpp), octaves=2)
     base = body.hair_base >= 0.5
     ys, xs = np.nonzero(base)
-    n = int(rng.integers(2, 9))
     if len(xs):
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        for _ in range(n):
+        if scalp:
+            # Patches until their discs add up to 0.6-1.5 x the hair-bearing area (at most 40).
+            radii: list[float] = []
+            goal = float(base.sum()) * mmpp * mmpp * rng.uniform(0.6, 1.5)
+            while sum(math.pi * r * r for r in radii) < goal and len(radii) < 40:
+                radii.append(float(math.exp(rng.uniform(math.log(6.0), math.log(40.0)))))
+        else:
+            radii = [float(rng.uniform(8, 45)) for _ in range(int(rng.integers(2, 9)))]
+        for r_mm in radii:
             i = int(rng.integers(len(xs)))
-            r = rng.uniform(8, 45) / mmpp
-            d2 = ((xx - np.float32(xs[i])) ** 2 + (yy - np.float32(ys[i])) ** 2) * np.float32(1.0 / (r * r))
-            t = np.maximum(1.0 - d2, 0.0)
-            g += np.float32(rng.uniform(0.6, 1.4)) * t * t
-    if body.hair_kind == "scalp" and rng.random() < 0.25:
+            _add_patch(g, float(xs[i]), float(ys[i]), r_mm / mmpp, rng.uniform(0.65, 1.0) if scalp else 1.0, rng.uniform(0.0, math.pi), rng.uniform(0.6, 1.4))
+    if scalp and rng.random() < 0.25:
         edge = body.hair_base.astype(np.float32)
         margin = 1.0 - np.clip(blur(edge, 20.0 / mmpp) * 1.6, 0.0, 1.0)
         g += np.float32(1.2) * margin
     return g.astype(np.float32)
+
+
+def _add_patch(g: np.ndarray, cx: float, cy: float, r: float, aspect: float, angle: float, amp: float) -> None:
+    """Add a round-to-oval dome ``amp (1 - d^2)^2`` (radius ``r`` px, minor/major ``aspect``) to ``g`` in place."""
+    h, w = g.shape
+    x0, x1 = max(0, int(cx - r) - 1), min(w, int(cx + r) + 2)
+    y0, y1 = max(0, int(cy - r) - 1), min(h, int(cy + r) + 2)
+    if x1 <= x0 or y1 <= y0:
+        return
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    dx, dy = xx - np.float32(cx), yy - np.float32(cy)
+    c, s = np.float32(math.cos(angle)), np.float32(math.sin(angle))
+    u, v = dx * c + dy * s, (dy * c - dx * s) * np.float32(1.0 / aspect)
+    t = np.maximum(1.0 - (u * u + v * v) * np.float32(1.0 / (r * r)), 0.0)
+    g[y0:y1, x0:x1] += np.float32(amp) * t * t
 
 
 def cut_level(g: np.ndarray, base: np.ndarray, loss: float) -> float:
@@ -192,6 +218,46 @@ def cut_level(g: np.ndarray, base: np.ndarray, loss: float) -> float:
     if loss >= 1.0:
         return float(g.min()) - 1.0
     return float(np.quantile(vals, 1.0 - loss))
+
+
+#: Hair density falls off across a patch edge as a Gaussian-blurred step of this sigma (mm):
+#: from full about 2.5 mm inside the edge to none about 2.5 mm outside it.
+_EDGE_MM = 1.2
+#: Hair islands in a bald patch, and bald holes in hair, smaller than this (mm^2) are not drawn.
+_MIN_ISLAND_MM2 = 50.0
+
+
+def kept_density(hair_base: np.ndarray, field: np.ndarray, level: float, mm_per_px: float) -> np.ndarray:
+    """``rho``: the density of kept hair, 0..1, of a loss field cut at ``level``.
+
+    Hair is kept where the field is below the level, except in islands (and bald holes)
+    smaller than ``_MIN_ISLAND_MM2``, which are not drawn (no stray tufts in a bald patch).
+    Across a patch edge the density falls off over a few millimetres (a Gaussian of
+    ``_EDGE_MM``), as the thinning at the edge of an areata patch does, instead of a
+    sharp mask edge; ``rho = 0.5`` lies on the cut (up to the edge's curvature).
+
+    Returns
+    -------
+    (H, W) float32 ndarray
+    """
+    keep = (field < np.float32(level)).astype(np.uint8)
+    min_px = _MIN_ISLAND_MM2 / (mm_per_px * mm_per_px)
+    for value in (1, 0):
+        part = (keep == value).astype(np.uint8)
+        if not part.any() or part.all():
+            continue
+        _, comp, stats, _ = cv2.connectedComponentsWithStats(part, connectivity=8, ltype=cv2.CV_32S)
+        small = (stats[comp, cv2.CC_STAT_AREA] < min_px) & (part == 1)
+        keep[small] = 1 - value
+    rho = (hair_base * blur(keep.astype(np.float32), _EDGE_MM / mm_per_px)).astype(np.float32)
+    # The ramp can cut a thin neck of hair; what it leaves of less than the smallest island
+    # stays below the label's cut (thin hair, no labelled tuft).
+    part = (rho >= np.float32(0.5)).astype(np.uint8)
+    if part.any():
+        _, comp, stats, _ = cv2.connectedComponentsWithStats(part, connectivity=8, ltype=cv2.CV_32S)
+        small = (stats[comp, cv2.CC_STAT_AREA] < min_px) & (part == 1)
+        rho[small] = np.minimum(rho[small], np.float32(0.49))
+    return rho
 
 
 @dataclass(frozen=True)
@@ -376,7 +442,7 @@ def render_hair(
     h, w = framing.world_shape
     mmpp = framing.mm_per_px
     field = g if state.field_shift is None else g + state.field_shift
-    kept = body.hair_base * smoothstep((np.float32(state.level) - field) * np.float32(1.0 / 0.06) + np.float32(0.5))
+    kept = kept_density(body.hair_base, field, state.level, mmpp)
     # Long hair at a wide framing: fewer, wider strands keep the drawn length bounded.
     cap = int(min(max_strands, max(1000, _MAX_STRAND_PX * mmpp / spec.length_mm)))
     rng, roots, unit, boost = _roots(spec, framing, body, cap)
@@ -415,6 +481,10 @@ def render_hair(
     wave_phase = noise(rng, (h, w), max(2.0, 2.0 * lock_mm / mmpp))
     # Strands differ in how much of the broad band they catch (it is made of single glints).
     catch = rng.uniform(0.2, 1.8, n)
+    u_broken = rng.random(n)
+    broken_mm = rng.uniform(1.0, 4.0, n)
+    u_vellus = rng.random(n)
+    vellus_mm = rng.uniform(0.5, 3.0, n)
 
     # Long hair lies in locks with partings and shines in bands; short hair stands apart and is duller.
     long_hair = min(1.0, max(0.0, (spec.length_mm - 10.0) / 30.0))
@@ -424,13 +494,27 @@ def render_hair(
     # Strands of a long lock lie parallel: little scatter of their own around the lock's direction.
     jitter = jitter * (1.0 - 0.7 * long_hair)
     wobble = wobble * (1.0 - 0.6 * long_hair)
+    # Hair density falls off across a patch edge (rho ramps over a few mm): towards the
+    # patch hairs thin out, and many of those left are short broken hairs (a few mm).
     rho = _sample(kept, roots).astype(np.float64) if n else np.zeros(0)
-    active = (rho >= 0.5) & (u < rho)
+    active = u < rho
     new = np.zeros(n, dtype=bool)
+    vellus = np.zeros(n, dtype=bool)
     if before_kept is not None and n:
-        new = active & (_sample(before_kept, roots) < 0.5)
+        # Regrowth: hairs that grow now and did not then (the same roots and draws).
+        new = active & ~(u < _sample(before_kept, roots).astype(np.float64))
+        if new.any():
+            # Where hair regrows, the patches that are still bald carry sparse vellus
+            # regrowth too: fine, short (0.5-3 mm) light hairs, too sparse to be labelled.
+            base_ok = _sample(body.hair_base, roots) >= 0.5
+            vellus = ~active & base_ok & (u_vellus < 0.3 * (1.0 - rho))
+            active = active | vellus
+            new = new | vellus
+    broken = u_broken < 0.8 * (1.0 - smoothstep((rho - 0.15) * (1.0 / 0.8)))
     length = length * np.clip(1.0 + 0.35 * _sample(cut, roots), 0.4, 1.6) if n else length
-    length = np.where(new, length * short_new, length) * lie
+    length = np.where(broken & ~new, np.minimum(length, broken_mm / mmpp), length)
+    length = np.where(new, length * short_new, length)
+    length = np.where(vellus, vellus_mm / mmpp, length) * lie
     length = np.where(stray, length * 1.3, length)
     white = np.where(new, white_new < state.regrowth_white, white)
 
@@ -499,7 +583,10 @@ def render_hair(
         if long_hair > 0.0:
             # Long hair is many layers deep: under the drawn strands lies a dark under-layer of
             # shadowed hair (lock-shaded), so the scalp does not show through a full head of it.
-            under = _under_layer(kept, alpha, long_hair, 1.5 / mmpp, 4.0 / mmpp)
+            # It lies under the hair where it lies, not only where it grows: hair combed over
+            # a patch's edge (strands covering over 60 %) carries its depth with it.
+            lying = np.clip(blur(alpha, 1.5 / mmpp) * np.float32(0.5 / 0.6), 0.0, 1.0)
+            under = _under_layer(np.maximum(kept, lying), alpha, long_hair, 1.5 / mmpp, 4.0 / mmpp)
             if under is not None:
                 tone = cols[~fine].mean(axis=0) if (~fine).any() else cols.mean(axis=0)
                 lum = np.float32(0.3) * np.clip(1.0 + np.float32(0.35) * shade, 0.4, 1.4)

@@ -56,7 +56,9 @@ logger = logging.getLogger(__name__)
 #: 4: limb, trunk and face framing, hands, chin/occiput above the neck, skull relief, oily bald scalp, curved cast shadows.
 #: 5: one hair colour per head with a sheen band, under-layer and parting; open eyes; torso per side,
 #:    occlusion without a dark rim; legs with knee, calf, ankle and foot.
-GENERATOR_VERSION = 5
+#: 6: scalp alopecia as round coalescing patches with hair thinning out over a few mm at their
+#:    edges (broken hairs, no small tufts), long hair's under-layer carried over patch edges.
+GENERATOR_VERSION = 6
 
 #: Canvas size relative to the photo: room for the cameras to move.
 _MARGIN = 1.18

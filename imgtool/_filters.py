@@ -33,3 +33,23 @@ def normalised_blur(weighted: np.ndarray, weights: np.ndarray, sigma: float) -> 
         glob = weighted.reshape(-1, weighted.shape[2]).sum(axis=0) / total
         den = den[..., None]
     return np.where(den > 1e-3, num / np.maximum(den, 1e-6), glob)
+
+
+def remove_small_components(mask: np.ndarray, min_area: float) -> np.ndarray:
+    """The 8-connected components of ``mask`` with at least ``min_area`` pixels.
+
+    Parameters
+    ----------
+    mask : (H, W) bool or integer ndarray
+        Non-zero where the mask is set.
+    min_area : float
+        Smallest component, in pixels, that is kept.
+
+    Returns
+    -------
+    (H, W) bool ndarray
+    """
+    n, comp, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+    keep = np.zeros(n, dtype=bool)
+    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_area
+    return keep[comp]

@@ -8,11 +8,13 @@ the tiling shows, while float noise across machines does not.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import imgtool
 from imgtool.evaluate import overlap_scores
 from imgtool.io import read_image, read_labels
 from imgtool.labels import HAIR, LESION, SKIN
@@ -115,10 +117,6 @@ def test_sample_pairs_keep_the_case_reports_changes(shipped, view: str) -> None:
     hair it does call) read the back's regrowth as 0.08 instead of 0.42 and the scalp's
     as 0.16 instead of 0.76; this test fails on it.
     """
-    import json
-
-    import imgtool
-
     before, after = SAMPLES / f"{view}_month00.jpg", SAMPLES / f"{view}_month10.jpg"
     truth_path = SAMPLES / "truth" / f"{view}_truth.json"
     if not (before.is_file() and after.is_file() and truth_path.is_file()):

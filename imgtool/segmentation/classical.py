@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 from scipy import ndimage as ndi
 
-from .._filters import normalised_blur
+from .._filters import normalised_blur, remove_small_components
 from ..labels import BACKGROUND, HAIR, LESION, SKIN
 
 
@@ -52,13 +52,6 @@ class ClassicalOptions:
 def _disk(radius: int) -> np.ndarray:
     r = max(1, int(radius))
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-
-
-def _remove_small(mask: np.ndarray, min_area: int) -> np.ndarray:
-    n, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    keep = np.zeros(n, dtype=bool)
-    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_area
-    return keep[lab]
 
 
 def _local_mean(values: np.ndarray, weights: np.ndarray, sigma: float) -> np.ndarray:
@@ -108,7 +101,7 @@ def segment_classical(image: np.ndarray, *, options: ClassicalOptions | None = N
     skin = cv2.morphologyEx(raw.astype(np.uint8), cv2.MORPH_OPEN, _disk(round(2 * unit)))
     skin = cv2.morphologyEx(skin, cv2.MORPH_CLOSE, _disk(round(6 * unit)))
     skin = ndi.binary_fill_holes(skin.astype(bool))
-    skin = _remove_small(skin, int(0.005 * sh * sw))
+    skin = remove_small_components(skin, int(0.005 * sh * sw))
 
     # --- lesion: redness and darkening relative to the surrounding healthy skin
     lab = cv2.cvtColor(small.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
@@ -124,7 +117,7 @@ def segment_classical(image: np.ndarray, *, options: ClassicalOptions | None = N
         lesion = skin & (score > opts.lesion_threshold)
         weights = (skin & ~lesion).astype(np.float32)
     lesion = cv2.morphologyEx(lesion.astype(np.uint8), cv2.MORPH_OPEN, _disk(round(2 * unit))).astype(bool)
-    lesion = _remove_small(lesion, int(max(20, 60 * unit * unit)))
+    lesion = remove_small_components(lesion, int(max(20, 60 * unit * unit)))
 
     # --- hair: dense thin dark structures near skin
     k = max(5, int(round(9 * unit)) | 1)
@@ -135,7 +128,7 @@ def segment_classical(image: np.ndarray, *, options: ClassicalOptions | None = N
     near_skin = cv2.dilate(skin.astype(np.uint8), _disk(round(30 * unit))).astype(bool)
     hair = (density > opts.hair_density) & near_skin
     hair = cv2.morphologyEx(hair.astype(np.uint8), cv2.MORPH_CLOSE, _disk(round(4 * unit))).astype(bool)
-    hair = _remove_small(hair, int(max(50, 400 * unit * unit)))
+    hair = remove_small_components(hair, int(max(50, 400 * unit * unit)))
 
     labels = np.full((sh, sw), BACKGROUND, dtype=np.uint8)
     labels[skin] = SKIN

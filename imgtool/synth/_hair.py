@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
+from .._filters import remove_small_components
 from ._fields import blur, draw_discs, fractal, noise, power, smoothstep
 from ._scene import Body, Framing, srgb_to_linear
 
@@ -243,19 +244,16 @@ def kept_density(hair_base: np.ndarray, field: np.ndarray, level: float, mm_per_
     keep = (field < np.float32(level)).astype(np.uint8)
     min_px = _MIN_ISLAND_MM2 / (mm_per_px * mm_per_px)
     for value in (1, 0):
-        part = (keep == value).astype(np.uint8)
+        part = keep == value
         if not part.any() or part.all():
             continue
-        _, comp, stats, _ = cv2.connectedComponentsWithStats(part, connectivity=8, ltype=cv2.CV_32S)
-        small = (stats[comp, cv2.CC_STAT_AREA] < min_px) & (part == 1)
-        keep[small] = 1 - value
+        keep[part & ~remove_small_components(part, min_px)] = 1 - value
     rho = (hair_base * blur(keep.astype(np.float32), _EDGE_MM / mm_per_px)).astype(np.float32)
     # The ramp can cut a thin neck of hair; what it leaves of less than the smallest island
     # stays below the label's cut (thin hair, no labelled tuft).
-    part = (rho >= np.float32(0.5)).astype(np.uint8)
+    part = rho >= np.float32(0.5)
     if part.any():
-        _, comp, stats, _ = cv2.connectedComponentsWithStats(part, connectivity=8, ltype=cv2.CV_32S)
-        small = (stats[comp, cv2.CC_STAT_AREA] < min_px) & (part == 1)
+        small = part & ~remove_small_components(part, min_px)
         rho[small] = np.minimum(rho[small], np.float32(0.49))
     return rho
 

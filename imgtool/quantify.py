@@ -1242,6 +1242,9 @@ class Reconciliation:
     evidence : bool
         Whether both photos' lesion evidence decided the label of unchanged regions
         (else BEFORE's label is kept there).
+    local_light : bool
+        Whether a region's colour change also counted net of the change of the healthy
+        skin around it (see :func:`reconcile_lesion_labels`).
     new_kept_px, new_reverted_px : int
         Pixels that AFTER calls lesion and BEFORE anything else (healthy skin, hair or
         background): kept as new lesion, or made to agree because the photo did not
@@ -1260,6 +1263,7 @@ class Reconciliation:
     ratio: float
     noise_factor: float
     evidence: bool
+    local_light: bool
     new_kept_px: int
     new_reverted_px: int
     resolved_kept_px: int
@@ -1273,6 +1277,7 @@ class Reconciliation:
             "ratio": self.ratio,
             "noise_factor": self.noise_factor,
             "evidence": self.evidence,
+            "local_light": self.local_light,
             "new_kept_px": self.new_kept_px,
             "new_reverted_px": self.new_reverted_px,
             "resolved_kept_px": self.resolved_kept_px,
@@ -1351,12 +1356,15 @@ def _reconcile_class(
     after_evidence_aligned: np.ndarray | None,
     ratio: float,
     noise_factor: float,
+    local_light: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, float | None, dict[str, int]]:
     """Make the label disagreements about ``cls`` that the photos' colours do not support agree.
 
     ``new`` are the candidate pixels AFTER calls ``cls`` and BEFORE not, ``gone`` the
-    reverse (both inside ``region``). Returns BEFORE's and AFTER's reconciled labels,
-    the pair's colour residual and the pixel counts ``new_kept``, ``new_reverted``,
+    reverse (both inside ``region``). With ``local_light``, a region's colour change is
+    also measured net of the change of the skin healthy in both photos nearby, and the
+    smaller of the two counts. Returns BEFORE's and AFTER's reconciled labels, the
+    pair's colour residual and the pixel counts ``new_kept``, ``new_reverted``,
     ``gone_kept``, ``gone_reverted``, ``agreed_class`` and ``agreed_other``.
     """
     # Colours are compared at a bounded resolution (memory stays small for 24-MP photos);
@@ -1379,7 +1387,8 @@ def _reconcile_class(
         )
 
     healthy_both = small(region & (b == SKIN) & (a == SKIN))
-    diff = np.linalg.norm(lab_b - lab_a, axis=2)
+    delta = lab_a - lab_b
+    diff = np.linalg.norm(delta, axis=2)
     residual = float(np.median(diff[healthy_both])) if healthy_both.any() else None
     out_a = a.copy()
     out_b = b.copy()
@@ -1387,6 +1396,10 @@ def _reconcile_class(
     if residual is None or not (new.any() or gone.any()):
         return out_b, out_a, residual, counts
     sigma_ref = max(size) / 25.0  # "nearby": a few percent of the view
+    # Light that changed locally (a lamp moved over a curved body: shading no global or
+    # quadratic colour map undoes) moves the healthy skin around a region as much as the
+    # region; net of that, an unchanged region's colour change is noise again.
+    diff_net = np.linalg.norm(delta - _local_mean(delta, healthy_both, sigma_ref), axis=2) if local_light else None
     for name, cand, lab, own in (
         ("new", new, lab_a, small(region & (a == SKIN))),
         ("gone", gone, lab_b, small(region & (b == SKIN))),
@@ -1403,6 +1416,8 @@ def _reconcile_class(
         sx = np.minimum((xs * (size[0] / w)).astype(np.intp), size[0] - 1)
         px = np.bincount(ids, minlength=n).astype(np.float64)
         mean_diff = np.bincount(ids, diff[sy, sx], n) / np.maximum(px, 1)
+        if diff_net is not None:
+            mean_diff = np.minimum(mean_diff, np.bincount(ids, diff_net[sy, sx], n) / np.maximum(px, 1))
         mean_contrast = np.bincount(ids, contrast[sy, sx], n) / np.maximum(px, 1)
         unchanged = mean_diff < np.maximum(ratio * mean_contrast, noise_factor * residual)
         unchanged[0] = False  # label 0 is "not a candidate"
@@ -1440,6 +1455,7 @@ def reconcile_lesion_labels(
     after_evidence_aligned: np.ndarray | None = None,
     ratio: float = RECONCILE_RATIO,
     noise_factor: float = RECONCILE_NOISE_FACTOR,
+    local_light: bool = True,
 ) -> Reconciliation:
     """Keep only the lesion changes that the photos themselves show.
 
@@ -1477,6 +1493,15 @@ def reconcile_lesion_labels(
     * without evidence (users' masks, the classical method), AFTER's label is reset to
       BEFORE's.
 
+    Light that changed locally, which the photometric normalisation's global colour map
+    and quadratic shading cannot undo (a lamp moved over a curved body, a shadow), moves
+    a region's colour without any change of the skin. With ``local_light`` (the
+    default), the region's colour change is also measured net of the mean change of
+    the skin healthy in both photos nearby, and the smaller of the two is compared with
+    the thresholds. It is applied to lesions only: for hair, the "healthy" skin nearby
+    may carry fine regrowth the segmenter does not call hair, and netting out its change
+    erased real widespread regrowth (docs/report.md).
+
     Disagreements between labels other than lesion, and everything outside ``common``,
     are left alone.
 
@@ -1499,6 +1524,9 @@ def reconcile_lesion_labels(
         Share of the lesion contrast the colour must move by (0..1).
     noise_factor : float
         Multiple of the pair's colour residual the colour must move by.
+    local_light : bool
+        Also measure each region's colour change net of the change of the healthy skin
+        around it, and use the smaller one.
 
     Returns
     -------
@@ -1517,7 +1545,7 @@ def reconcile_lesion_labels(
     new = region & (b != LESION) & (a == LESION)
     resolved = region & (b == LESION) & (a != LESION)
     out_b, out_a, residual, counts = _reconcile_class(
-        LESION, before_image, after_aligned, b, a, region, new, resolved, before_evidence, after_evidence_aligned, ratio, noise_factor
+        LESION, before_image, after_aligned, b, a, region, new, resolved, before_evidence, after_evidence_aligned, ratio, noise_factor, local_light
     )
     return Reconciliation(
         labels=out_a,
@@ -1526,6 +1554,7 @@ def reconcile_lesion_labels(
         ratio=float(ratio),
         noise_factor=float(noise_factor),
         evidence=before_evidence is not None,
+        local_light=bool(local_light),
         new_kept_px=counts["new_kept"],
         new_reverted_px=counts["new_reverted"],
         resolved_kept_px=counts["gone_kept"],

@@ -134,7 +134,7 @@ def metrics_row(result: PairAnalysis) -> dict[str, Any]:
         shaped["metrics"]["redness"] = red
     if result.options.reconcile and metrics.get("reconciliation") is None:
         none = np.zeros((0, 0), np.uint8)
-        blank_rec = Reconciliation(none, none, None, 0.0, 0.0, False, 0, 0, 0, 0, 0, 0).to_dict()
+        blank_rec = Reconciliation(none, none, None, 0.0, 0.0, False, False, 0, 0, 0, 0, 0, 0).to_dict()
         shaped["metrics"]["reconciliation"] = _nulls(blank_rec)
     if result.options.reconcile and metrics.get("reconciliation_hair") is None:
         none = np.zeros((0, 0), np.uint8)

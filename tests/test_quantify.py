@@ -499,6 +499,36 @@ def test_reconcile_keeps_real_change(lesion_rgb: tuple[int, int, int]) -> None:
     assert _rel(lb, rec.labels) == pytest.approx(_rel(lb, la))
 
 
+def _lit(img: np.ndarray, x: int, y: int, sigma: float, gain: float) -> np.ndarray:
+    """The photo under a local light: brightness times ``1 + gain`` at (x, y), a Gaussian falloff."""
+    yy, xx = np.mgrid[: img.shape[0], : img.shape[1]]
+    g = 1.0 + gain * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2.0 * sigma**2))
+    return np.clip(np.round(img * g[..., None]), 0, 255).astype(np.uint8)
+
+
+def test_reconcile_nets_out_a_local_change_of_light() -> None:
+    # Nothing changed on the left lesion, but a light 25 % brighter sits on it in AFTER
+    # (no global or quadratic colour map undoes it); the segmenter moved its edge there.
+    # On the right, a real new lesion appeared under the same kind of light.
+    faint = (190, 140, 130)
+    new_rgb = (165, 95, 90)
+    before = _photo([(70, 100, 25, faint)], seed=21, noise=1.0)
+    lit = _photo([(70, 100, 25, faint), (180, 100, 18, new_rgb)], seed=22, noise=1.0)
+    after = _lit(_lit(lit, 70, 100, 45.0, 0.25), 180, 100, 45.0, 0.25)
+    lb = _disc_labels([(70, 100, 25)])
+    la = _disc_labels([(70, 100, 32), (180, 100, 18)])
+    ring = (lb == SKIN) & (la == LESION) & (np.arange(240)[None, :] < 125)
+    plain = reconcile_lesion_labels(before, after, lb, la, local_light=False)
+    assert plain.local_light is False
+    assert (plain.labels[ring] == LESION).all()  # the plain rule reads the light as a new ring of lesion
+    rec = reconcile_lesion_labels(before, after, lb, la)
+    assert rec.local_light is True and rec.to_dict()["local_light"] is True
+    assert (rec.labels[ring] == SKIN).all() and (rec.before_labels[ring] == SKIN).all()
+    new_lesion = (lb == SKIN) & (la == LESION) & ~ring
+    assert (rec.labels[new_lesion] == LESION).all()
+    assert rec.new_kept_px == int(new_lesion.sum()) and rec.new_reverted_px == int(ring.sum())
+
+
 HAIR_RGB = (70, 50, 40)
 
 

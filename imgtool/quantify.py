@@ -1362,8 +1362,8 @@ def _reconcile_class(
 
     ``new`` are the candidate pixels AFTER calls ``cls`` and BEFORE not, ``gone`` the
     reverse (both inside ``region``). With ``local_light``, a region's colour change is
-    also measured net of the change of the skin healthy in both photos nearby, and the
-    smaller of the two counts. Returns BEFORE's and AFTER's reconciled labels, the
+    also measured net of the change of the skin healthy in both photos nearby (raw where
+    the other photo calls the pixel hair), and the smaller of the two counts. Returns BEFORE's and AFTER's reconciled labels, the
     pair's colour residual and the pixel counts ``new_kept``, ``new_reverted``,
     ``gone_kept``, ``gone_reverted``, ``agreed_class`` and ``agreed_other``.
     """
@@ -1417,7 +1417,11 @@ def _reconcile_class(
         px = np.bincount(ids, minlength=n).astype(np.float64)
         mean_diff = np.bincount(ids, diff[sy, sx], n) / np.maximum(px, 1)
         if diff_net is not None:
-            mean_diff = np.minimum(mean_diff, np.bincount(ids, diff_net[sy, sx], n) / np.maximum(px, 1))
+            # Not where the other photo calls the pixel hair: hair that regrew there moved
+            # the skin around it too, and netting that out would hide it.
+            other_label = b[ys, xs] if name == "new" else a[ys, xs]
+            net = np.where(other_label == HAIR, diff[sy, sx], diff_net[sy, sx])
+            mean_diff = np.minimum(mean_diff, np.bincount(ids, net, n) / np.maximum(px, 1))
         mean_contrast = np.bincount(ids, contrast[sy, sx], n) / np.maximum(px, 1)
         unchanged = mean_diff < np.maximum(ratio * mean_contrast, noise_factor * residual)
         unchanged[0] = False  # label 0 is "not a candidate"
@@ -1498,9 +1502,10 @@ def reconcile_lesion_labels(
     a region's colour without any change of the skin. With ``local_light`` (the
     default), the region's colour change is also measured net of the mean change of
     the skin healthy in both photos nearby, and the smaller of the two is compared with
-    the thresholds. It is applied to lesions only: for hair, the "healthy" skin nearby
-    may carry fine regrowth the segmenter does not call hair, and netting out its change
-    erased real widespread regrowth (docs/report.md).
+    the thresholds. It is not applied where the other photo calls the pixel hair, nor in
+    the hair reconciliation: the "healthy" skin nearby may carry fine regrowth the
+    segmenter does not call hair, and netting out its change erased real widespread
+    regrowth (docs/report.md).
 
     Disagreements between labels other than lesion, and everything outside ``common``,
     are left alone.

@@ -529,6 +529,28 @@ def test_reconcile_nets_out_a_local_change_of_light() -> None:
     assert rec.new_kept_px == int(new_lesion.sum()) and rec.new_reverted_px == int(ring.sum())
 
 
+@pytest.mark.parametrize(("after_label", "kept"), [(SKIN, False), (HAIR, True)])
+def test_reconcile_local_light_is_not_netted_out_where_the_other_photo_calls_hair(after_label: int, kept: bool) -> None:
+    # At month 10 a band of the view, the faint lesion in it included, is darker: a
+    # shadow, or fine regrowth over the whole band. Where the segmenter calls the lesion
+    # skin, the darkening is the band's light and the lesion did not change (made to
+    # agree); where it calls it hair, netting out the band's change would erase the hair
+    # that grew over it, so the raw colour change decides (kept as a change).
+    faint = (190, 140, 130)
+    before = _photo([(150, 100, 30, faint)], seed=31, noise=1.0)
+    after = _photo([(150, 100, 30, faint)], seed=32, noise=1.0).astype(np.float64)
+    after[:, 100:200] *= 0.8
+    after = np.clip(np.round(after), 0, 255).astype(np.uint8)
+    lb = _disc_labels([(150, 100, 30)])
+    la = _disc_labels([])
+    la[lb == LESION] = after_label
+    disc = int((lb == LESION).sum())
+    assert reconcile_lesion_labels(before, after, lb, la, local_light=False).resolved_kept_px == disc
+    rec = reconcile_lesion_labels(before, after, lb, la)
+    assert rec.resolved_kept_px == (disc if kept else 0)
+    assert rec.resolved_reverted_px == (0 if kept else disc)
+
+
 HAIR_RGB = (70, 50, 40)
 
 

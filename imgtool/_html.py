@@ -219,6 +219,7 @@ def _numbers_table(result: PairAnalysis) -> str:
                 + ("labelled by both photos' evidence" if rec.evidence else "AFTER reset to BEFORE")
                 + " (colour residual "
                 + (f"{rec.residual_delta_e:.1f} ΔE" if rec.residual_delta_e is not None else "unknown")
+                + ("; colour change also judged net of the nearby skin's, for local light" if rec.local_light else "")
                 + ")",
             )
         )

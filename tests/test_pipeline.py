@@ -138,6 +138,8 @@ def test_cnn_reconciliation_uses_both_photos_evidence(tmp_path: Path) -> None:
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "before_labels_pair.png")), b2)
     doc = json.loads((tmp_path / "result.json").read_text())
     assert doc["metrics"]["reconciliation"]["evidence"] is True
+    assert doc["metrics"]["reconciliation"]["local_light"] is True and rec.local_light is True
+    assert "net of the nearby skin's, for local light" in (tmp_path / "report.html").read_text()
 
 
 def test_findings_say_how_much_month0_lesion_the_pair_set_aside(analysis: imgtool.PairAnalysis) -> None:

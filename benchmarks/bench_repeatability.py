@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--method", default=None, help="segmentation method (default: imgtool's default)")
     ap.add_argument("--augment", action="store_true", help="CNN test-time augmentation (mirror images)")
     ap.add_argument("--no-reconcile", dest="reconcile", action="store_false", help="do not reconcile the aligned labels with the photos' colours")
+    ap.add_argument("--no-local-light", dest="local_light", action="store_false", help="reconcile without netting out local changes of light")
     ap.add_argument("--out", default="benchmarks/results/bench_repeatability.json", help="JSON output path")
     args = ap.parse_args(argv)
     try:
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     w, h = (int(x) for x in args.size.lower().split("x"))
     method = {} if args.method is None else {"method": args.method}
-    opts = AnalysisOptions(augment=args.augment, reconcile=args.reconcile, **method)
+    opts = AnalysisOptions(augment=args.augment, reconcile=args.reconcile, local_light=args.local_light, **method)
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     for seed in range(args.seed, args.seed + args.n):
@@ -179,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         "method": opts.method,
         "augment": opts.augment,
         "reconcile": opts.reconcile,
+        "local_light": opts.local_light,
         "goals": {"lesion_area_change_rel": LESION_GOAL, "hair_coverage_change": HAIR_GOAL, "hair_coverage_change_common": HAIR_GOAL},
         "summary": summary,
         "pairs": rows,

@@ -102,6 +102,13 @@ def _add_reconcile(p: argparse.ArgumentParser) -> None:
         help="count every lesion-label disagreement of the aligned pair as change, even where the photos' colours did not change "
         "(default: such disagreements are segmentation noise and are reset; docs/metrics.md)",
     )
+    p.add_argument(
+        "--no-local-light",
+        dest="local_light",
+        action="store_false",
+        help="when reconciling, judge a lesion region's colour change as measured only, not also net of the change of the "
+        "healthy skin around it (default: both, the smaller counts; docs/metrics.md)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -337,6 +344,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         view=args.view,
         augment=args.augment,
         reconcile=args.reconcile,
+        local_light=args.local_light,
         registration=RegistrationOptions(nonrigid=args.nonrigid),
     )
     # Check the output folder before the (long) analysis, not after it.
@@ -493,11 +501,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     ensure_output_dir(args.out)
     if args.phantoms is not None:
         pairs = phantom_source(args.phantoms, args.seed, size=args.size, change=args.change)
-        ev = evaluate_phantoms(pairs, method=args.method, augment=args.augment, reconcile=args.reconcile, source=f"drawn: --phantoms {args.phantoms} --seed {args.seed} --size {args.size[0]}x{args.size[1]} --change {args.change}")
+        ev = evaluate_phantoms(pairs, method=args.method, augment=args.augment, reconcile=args.reconcile, local_light=args.local_light, source=f"drawn: --phantoms {args.phantoms} --seed {args.seed} --size {args.size[0]}x{args.size[1]} --change {args.change}")
     elif describe_source(args.source) == "phantoms":
         from .synth.store import iter_pairs
 
-        ev = evaluate_phantoms(iter_pairs([args.source]), method=args.method, source=str(args.source), augment=args.augment, reconcile=args.reconcile)
+        ev = evaluate_phantoms(iter_pairs([args.source]), method=args.method, source=str(args.source), augment=args.augment, reconcile=args.reconcile, local_light=args.local_light)
     else:
         conv = None
         if args.images is not None or args.mask_pattern is not None:
@@ -543,6 +551,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         min_lesion_area_px=args.min_lesion_area,
         augment=args.augment,
         reconcile=args.reconcile,
+        local_light=args.local_light,
         registration=RegistrationOptions(nonrigid=args.nonrigid),
     )
     opts = BatchOptions(

@@ -237,7 +237,9 @@ def _class_cells(est: np.ndarray, true: np.ndarray) -> dict[str, Any]:
     return row
 
 
-def evaluate_pair(pair: Any, *, pair_id: str, method: str, model: Any = None, augment: bool = False, reconcile: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def evaluate_pair(
+    pair: Any, *, pair_id: str, method: str, model: Any = None, augment: bool = False, reconcile: bool = True, local_light: bool = True
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run the pipeline on one phantom pair and score it.
 
     Parameters
@@ -255,6 +257,9 @@ def evaluate_pair(pair: Any, *, pair_id: str, method: str, model: Any = None, au
     reconcile : bool
         Reconcile the aligned pair's lesion labels with the photos' colours
         (:attr:`imgtool.pipeline.AnalysisOptions.reconcile`).
+    local_light : bool
+        Net out local changes of light when reconciling
+        (:attr:`imgtool.pipeline.AnalysisOptions.local_light`).
 
     Returns
     -------
@@ -266,7 +271,7 @@ def evaluate_pair(pair: Any, *, pair_id: str, method: str, model: Any = None, au
     """
     from .pipeline import AnalysisOptions, analyze_pair
 
-    res = analyze_pair(pair.before, pair.after, options=AnalysisOptions(method=method, augment=augment, reconcile=reconcile), model=model)
+    res = analyze_pair(pair.before, pair.after, options=AnalysisOptions(method=method, augment=augment, reconcile=reconcile, local_light=local_light), model=model)
     est_metrics = res.to_dict()["metrics"]
     true_metrics = pair.truth["metrics"]
     photo_rows = []
@@ -346,7 +351,13 @@ def phantom_source(
 
 
 def evaluate_phantoms(
-    pairs: Iterable[tuple[str, Any]], *, method: str = "classical", source: str | None = None, augment: bool = False, reconcile: bool = True
+    pairs: Iterable[tuple[str, Any]],
+    *,
+    method: str = "classical",
+    source: str | None = None,
+    augment: bool = False,
+    reconcile: bool = True,
+    local_light: bool = True,
 ) -> Evaluation:
     """Score the pipeline on phantom pairs.
 
@@ -362,6 +373,8 @@ def evaluate_phantoms(
         CNN test-time augmentation (mirror images).
     reconcile : bool
         Reconcile the aligned pair's lesion labels with the photos' colours.
+    local_light : bool
+        Net out local changes of light when reconciling lesions.
 
     Returns
     -------
@@ -378,13 +391,13 @@ def evaluate_phantoms(
     photo_rows: list[dict[str, Any]] = []
     pair_rows: list[dict[str, Any]] = []
     for pid, pair in pairs:
-        pr, row = evaluate_pair(pair, pair_id=pid, method=method, model=model, augment=augment, reconcile=reconcile)
+        pr, row = evaluate_pair(pair, pair_id=pid, method=method, model=model, augment=augment, reconcile=reconcile, local_light=local_light)
         photo_rows.extend(pr)
         pair_rows.append(row)
         logger.info("%s: registration %s, corner error %s px", pid, row["registration_status"], row["corner_error_px"])
     if not pair_rows:
         raise UsageError("no phantom pairs to evaluate")
-    settings = {"method": method, "augment": augment, "reconcile": reconcile, "source": source, "pairs": len(pair_rows)}
+    settings = {"method": method, "augment": augment, "reconcile": reconcile, "local_light": local_light, "source": source, "pairs": len(pair_rows)}
     return Evaluation("phantoms", settings, tuple(photo_rows), tuple(pair_rows), summarize_phantoms(photo_rows, pair_rows))
 
 

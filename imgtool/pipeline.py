@@ -83,6 +83,12 @@ class AnalysisOptions:
         :func:`imgtool.quantify.reconcile_hair_labels`): a lesion or hair pixel only
         changed if its colour changed too; with the CNN, both photos' evidence labels
         the regions that did not change. Default True.
+    local_light : bool
+        In that lesion reconciliation, also judge each region's colour change net of
+        the change of the healthy skin around it (local changes of light; see
+        :func:`imgtool.quantify.reconcile_lesion_labels`). Default True; False keeps
+        the rule before 2026-12-07, which counts more false change on unchanged pairs
+        and under-counts real change a little less (docs/report.md).
     """
 
     method: str = DEFAULT_METHOD
@@ -94,6 +100,7 @@ class AnalysisOptions:
     view: str | None = None
     augment: bool = False
     reconcile: bool = True
+    local_light: bool = True
 
     def __post_init__(self) -> None:
         check_method(self.method)
@@ -116,6 +123,7 @@ class AnalysisOptions:
             "view": self.view,
             "augment": self.augment,
             "reconcile": self.reconcile,
+            "local_light": self.local_light,
             "registration": self.registration.to_dict(),
         }
 
@@ -387,7 +395,7 @@ def finish_pair(
             # Label disagreements that the photos' colours do not support are segmentation
             # noise, not disease change (docs/report.md, repeatability).
             ev = _evidence_args(ev_b, ev_a, h, img_a.shape, img_b.shape, disp, use_evidence)
-            reconciliation, hair_reconciliation = _reconcile(img_b, aligned_img, labels_b, aligned_labels, common, ev)
+            reconciliation, hair_reconciliation = _reconcile(img_b, aligned_img, labels_b, aligned_labels, common, ev, opts.local_light)
             aligned_labels = hair_reconciliation.labels
             pair_labels_b = hair_reconciliation.before_labels
         if disp is not None:
@@ -397,7 +405,7 @@ def finish_pair(
             if opts.reconcile:
                 rigid_img = apply_photometric(warp_to_before(img_a, h, img_b.shape[:2]), reg)
                 ev = _evidence_args(ev_b, ev_a, h, img_a.shape, img_b.shape, None, use_evidence)
-                _, rigid_hair = _reconcile(img_b, rigid_img, labels_b, rigid_labels, rigid_common, ev)
+                _, rigid_hair = _reconcile(img_b, rigid_img, labels_b, rigid_labels, rigid_common, ev, opts.local_light)
                 rigid_labels, rigid_b = rigid_hair.labels, rigid_hair.before_labels
             rigid = change_metrics(m_b, m_a, rigid_b, rigid_labels, common=rigid_common, roi=roi_b, pixel_size_mm=px_b)
     change = change_metrics(m_b, m_a, pair_labels_b, aligned_labels, common=common, roi=roi_b, pixel_size_mm=px_b)
@@ -483,6 +491,7 @@ def _reconcile(
     aligned_labels: np.ndarray,
     common: np.ndarray,
     evidence: tuple[np.ndarray, np.ndarray] | None,
+    local_light: bool = True,
 ) -> tuple[Reconciliation, HairReconciliation]:
     """Lesion, then hair reconciliation of an aligned pair; the hair one holds the final labels."""
     ev_l = ev_h = {}
@@ -490,7 +499,7 @@ def _reconcile(
         li, hi = EVIDENCE_CLASSES.index(LESION), EVIDENCE_CLASSES.index(HAIR)
         ev_l = {"before_evidence": evidence[0][..., li], "after_evidence_aligned": evidence[1][..., li]}
         ev_h = {"before_evidence": evidence[0][..., hi], "after_evidence_aligned": evidence[1][..., hi]}
-    lesion = reconcile_lesion_labels(img_b, aligned_img, labels_b, aligned_labels, common=common, **ev_l)
+    lesion = reconcile_lesion_labels(img_b, aligned_img, labels_b, aligned_labels, common=common, local_light=local_light, **ev_l)
     hair = reconcile_hair_labels(img_b, aligned_img, lesion.before_labels, lesion.labels, common=common, **ev_h)
     return lesion, hair
 

@@ -121,6 +121,16 @@ def test_analyze_writes_contract(scene_pair: dict, tmp_path: Path) -> None:
     assert doc["registration"]["status"] == "ok"
 
 
+@pytest.mark.parametrize(("flags", "want"), [((), True), (("--no-local-light",), False)])
+def test_analyze_local_light_switch(scene_pair: dict, tmp_path: Path, flags: tuple[str, ...], want: bool) -> None:
+    out = tmp_path / "out"
+    code = main(["analyze", str(scene_pair["before"]), str(scene_pair["after"]), "-o", str(out), "--method", "classical", *flags])
+    assert code == 0
+    doc = json.loads((out / "result.json").read_text())
+    assert doc["settings"]["local_light"] is want
+    assert doc["metrics"]["reconciliation"]["local_light"] is want
+
+
 def test_register_prints_json(scene_pair: dict) -> None:
     proc = run_cli("register", str(scene_pair["before"]), str(scene_pair["after"]))
     assert proc.returncode == 0, proc.stderr

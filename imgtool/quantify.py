@@ -1363,8 +1363,9 @@ def _reconcile_class(
     ``new`` are the candidate pixels AFTER calls ``cls`` and BEFORE not, ``gone`` the
     reverse (both inside ``region``). With ``local_light``, a region's colour change is
     also measured net of the change of the skin healthy in both photos nearby (raw where
-    the other photo calls the pixel hair), and the smaller of the two counts. Returns BEFORE's and AFTER's reconciled labels, the
-    pair's colour residual and the pixel counts ``new_kept``, ``new_reverted``,
+    the other photo calls the pixel hair), and the smaller of the two counts. Returns
+    BEFORE's and AFTER's reconciled labels, the pair's colour residual and the pixel
+    counts ``new_kept``, ``new_reverted``,
     ``gone_kept``, ``gone_reverted``, ``agreed_class`` and ``agreed_other``.
     """
     # Colours are compared at a bounded resolution (memory stays small for 24-MP photos);

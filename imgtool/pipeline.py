@@ -491,7 +491,7 @@ def _reconcile(
     aligned_labels: np.ndarray,
     common: np.ndarray,
     evidence: tuple[np.ndarray, np.ndarray] | None,
-    local_light: bool = True,
+    local_light: bool,
 ) -> tuple[Reconciliation, HairReconciliation]:
     """Lesion, then hair reconciliation of an aligned pair; the hair one holds the final labels."""
     ev_l = ev_h = {}

@@ -25,15 +25,15 @@ from imgtool.segmentation.network import count_flops, count_parameters
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "sample_images"
 
-#: Class fractions (background, skin, lesion, hair) of unet_s_v4 on :func:`_fixture_photo`.
-GOLDEN_FRACTIONS = np.array([0.3371, 0.3045, 0.0235, 0.3349])
-#: Floors a little below what unet_s_v4 measured on sample_images/ against the exact truth
+#: Class fractions (background, skin, lesion, hair) of unet_s_v5 on :func:`_fixture_photo`.
+GOLDEN_FRACTIONS = np.array([0.3539, 0.3436, 0.0229, 0.2795])
+#: Floors a little below what unet_s_v5 measured on sample_images/ against the exact truth
 #: (pixel accuracy - 0.03; Dice - 0.05 for the classes it finds at all).
 GOLDEN_SAMPLE_FLOORS = {
-    "back_month00": {"accuracy": 0.89, "skin": 0.89, "lesion": 0.42},
-    "back_month10": {"accuracy": 0.83, "skin": 0.76, "hair": 0.79},
-    "scalp_month00": {"accuracy": 0.90, "skin": 0.85, "lesion": 0.65},
-    "scalp_month10": {"accuracy": 0.94, "skin": 0.86, "hair": 0.91},
+    "back_month00": {"accuracy": 0.90, "skin": 0.90, "lesion": 0.49},
+    "back_month10": {"accuracy": 0.88, "skin": 0.82, "hair": 0.84},
+    "scalp_month00": {"accuracy": 0.90, "skin": 0.86, "lesion": 0.71},
+    "scalp_month10": {"accuracy": 0.93, "skin": 0.84, "hair": 0.91},
 }
 
 

@@ -38,7 +38,7 @@ from .network import NetworkConfig, SmallUNet, count_flops, count_parameters, fo
 logger = logging.getLogger(__name__)
 
 #: Name of the model that ``load_model(None)`` loads from the shipped models.
-DEFAULT_MODEL_NAME: str = "unet_s_v4"
+DEFAULT_MODEL_NAME: str = "unet_s_v5"
 CARD_FORMAT: str = "imgtool-segmentation-model"
 CARD_FORMAT_VERSION: int = 1
 #: Input normalisation: ``(rgb / 255 - mean) / std`` per channel.

@@ -385,7 +385,7 @@ def evaluate_phantoms(
     UsageError
         No pairs, or an unknown method.
     """
-    from .segmentation import prepare_model
+    from .segmentation import model_info, prepare_model
 
     model = prepare_model(method, None, "auto", augment=augment)  # loaded once, not per pair
     photo_rows: list[dict[str, Any]] = []
@@ -397,7 +397,16 @@ def evaluate_phantoms(
         logger.info("%s: registration %s, corner error %s px", pid, row["registration_status"], row["corner_error_px"])
     if not pair_rows:
         raise UsageError("no phantom pairs to evaluate")
-    settings = {"method": method, "augment": augment, "reconcile": reconcile, "local_light": local_light, "source": source, "pairs": len(pair_rows)}
+    # The model's name and sha256 go with the scores: numbers without them cannot be told apart across releases.
+    settings = {
+        "method": method,
+        "model": model_info(method, model),
+        "augment": augment,
+        "reconcile": reconcile,
+        "local_light": local_light,
+        "source": source,
+        "pairs": len(pair_rows),
+    }
     return Evaluation("phantoms", settings, tuple(photo_rows), tuple(pair_rows), summarize_phantoms(photo_rows, pair_rows))
 
 
@@ -446,7 +455,7 @@ def evaluate_masks(
     InputError
         Unreadable photos or masks, or no pairs found.
     """
-    from .segmentation import check_method, prepare_model, segment_labels
+    from .segmentation import check_method, model_info, prepare_model, segment_labels
 
     check_method(method)
     conv = convention or detect_convention(folder)
@@ -476,6 +485,7 @@ def evaluate_masks(
     summary["pooled"] = {k: pooled[k] for k in ("dice", "iou", "sensitivity", "precision", "area_error_rel")}
     settings = {
         "method": method,
+        "model": model_info(method, model),
         "augment": augment,
         "source": str(folder),
         "class": cls,

@@ -62,6 +62,7 @@ def test_registration_error_of_a_known_offset():
 def test_evaluate_phantoms_rows_and_summary():
     ev = evaluate_phantoms(phantom_source(2, 21, size=(256, 192)), method="classical", source="test")
     assert ev.kind == "phantoms" and len(ev.rows) == 4 and len(ev.pair_rows) == 2
+    assert ev.settings["model"] is None
     for row in ev.pair_rows:
         for f in CHANGE_FIELDS:
             t, e, a = row[f"true_{f}"], row[f"est_{f}"], row[f"abs_err_{f}"]
@@ -115,6 +116,7 @@ def test_evaluate_masks_matches_direct_scoring(tmp_path):
     folder = _write_set(tmp_path / "set", "suffix")
     ev = evaluate_masks(folder, method="classical")
     assert ev.settings["class"] == "lesion" and len(ev.rows) == 3
+    assert ev.settings["model"] is None  # no weights behind the classical method
     from imgtool.io import read_image
 
     for row in ev.rows:
@@ -165,11 +167,18 @@ def test_evaluate_cli_on_phantoms_and_masks(tmp_path, capsys):
     assert "corner_error_px" in printed and "lesion" in printed
     data = json.loads((out / "evaluation.json").read_text())
     assert data["kind"] == "phantoms" and len(data["pairs"]) == 1
+    # The default method is the CNN, and the scores say which weights made them.
+    from imgtool.segmentation import load_model
+
+    shipped = load_model(None, device="cpu")
+    assert data["settings"]["method"] == "cnn"
+    assert data["settings"]["model"]["name"] == shipped.name and data["settings"]["model"]["sha256"] == shipped.sha256
     assert (out / "per_pair.csv").is_file() and (out / "summary.csv").is_file()
 
     folder = _write_set(tmp_path / "figaro", "figaro", n=2)
     assert main(["evaluate", str(folder), "--class", "lesion", "-o", str(tmp_path / "ev2")]) == 0
     assert "dice" in capsys.readouterr().out
+    assert json.loads((tmp_path / "ev2" / "evaluation.json").read_text())["settings"]["model"]["sha256"] == shipped.sha256
     assert main(["evaluate", str(folder), "--phantoms", "2", "-o", str(tmp_path / "ev3")]) == 2
     assert main(["evaluate", "-o", str(tmp_path / "ev3")]) == 2
     # The synth CLI's output folder is recognised as phantoms.

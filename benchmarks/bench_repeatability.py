@@ -88,10 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     method = {} if args.method is None else {"method": args.method}
     opts = AnalysisOptions(augment=args.augment, reconcile=args.reconcile, local_light=args.local_light, **method)
     rows: list[dict[str, Any]] = []
+    model_rec: dict[str, Any] | None = None
     t0 = time.perf_counter()
     for seed in range(args.seed, args.seed + args.n):
         pair = render_pair(seed, size=(w, h), change="none")
         res = analyze_pair(pair.before, pair.after, options=opts)
+        model_rec = res.model  # result.json's name and sha256 of the segmenter: which model these numbers are of
         h_true = np.asarray(pair.homography, dtype=np.float64)
         truth = pair.truth["metrics"]["change"]
         h_est = res.registration.homography
@@ -178,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         "size": [w, h],
         "first_seed": args.seed,
         "method": opts.method,
+        "model": model_rec,
         "augment": opts.augment,
         "reconcile": opts.reconcile,
         "local_light": opts.local_light,

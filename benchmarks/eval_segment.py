@@ -75,6 +75,7 @@ def eval_real(cfg: Any, methods: list[str]) -> dict[str, Any]:
 def eval_phantoms(methods: list[str], seed: int, n: int, size: tuple[int, int], train_seeds: range) -> dict[str, Any]:
     """``imgtool evaluate --phantoms N --seed S`` (:func:`imgtool.evaluate.evaluate_phantoms`): per-class Dice."""
     from imgtool.evaluate import evaluate_phantoms, phantom_source
+    from imgtool.pipeline import AnalysisOptions
     from imgtool.synth import GENERATOR_VERSION
     from imgtool.synth.store import pair_seed
 
@@ -83,7 +84,9 @@ def eval_phantoms(methods: list[str], seed: int, n: int, size: tuple[int, int], 
         raise SystemExit(f"phantom run seed {seed} draws a training seed; choose another")
     out: dict[str, Any] = {"run_seed": seed, "pairs": n, "photos": 2 * n, "size": list(size), "generator_version": GENERATOR_VERSION}
     for method in methods:
-        ev = evaluate_phantoms(phantom_source(n, seed, size=size), method=_split(method)[0], source=f"--phantoms {n} --seed {seed}", augment=_split(method)[1])
+        seg_method, augment = _split(method)
+        opts = AnalysisOptions(method=seg_method, augment=augment)
+        ev = evaluate_phantoms(phantom_source(n, seed, size=size), options=opts, source=f"--phantoms {n} --seed {seed}")
         seg = ev.summary["segmentation"]
         out[method] = {c: {"dice_pooled": seg[c]["dice_pooled"], "dice_mean": seg[c]["dice_mean"], "iou_pooled": seg[c]["iou_pooled"]} for c in ("background", "skin", "lesion", "hair")}
     return out

@@ -499,13 +499,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if (args.source is None) == (args.phantoms is None):
         raise UsageError("give a SOURCE folder or --phantoms N (one of them)")
     ensure_output_dir(args.out)
+    if args.phantoms is not None or describe_source(args.source) == "phantoms":
+        from .pipeline import AnalysisOptions
+
+        opts = AnalysisOptions(method=args.method, augment=args.augment, reconcile=args.reconcile, local_light=args.local_light)
     if args.phantoms is not None:
         pairs = phantom_source(args.phantoms, args.seed, size=args.size, change=args.change)
-        ev = evaluate_phantoms(pairs, method=args.method, augment=args.augment, reconcile=args.reconcile, local_light=args.local_light, source=f"drawn: --phantoms {args.phantoms} --seed {args.seed} --size {args.size[0]}x{args.size[1]} --change {args.change}")
+        ev = evaluate_phantoms(pairs, options=opts, source=f"drawn: --phantoms {args.phantoms} --seed {args.seed} --size {args.size[0]}x{args.size[1]} --change {args.change}")
     elif describe_source(args.source) == "phantoms":
         from .synth.store import iter_pairs
 
-        ev = evaluate_phantoms(iter_pairs([args.source]), method=args.method, source=str(args.source), augment=args.augment, reconcile=args.reconcile, local_light=args.local_light)
+        ev = evaluate_phantoms(iter_pairs([args.source]), options=opts, source=str(args.source))
     else:
         conv = None
         if args.images is not None or args.mask_pattern is not None:

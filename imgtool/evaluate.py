@@ -24,7 +24,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal, Sequence
 
 import cv2
 import numpy as np
@@ -34,6 +34,9 @@ from .errors import InputError, UsageError
 from .io import PathLike, ensure_output_dir, read_image, write_csv, write_json
 from .labels import CLASS_NAMES, HAIR, LESION
 from .registration import image_corners, map_points
+
+if TYPE_CHECKING:
+    from .pipeline import AnalysisOptions
 
 logger = logging.getLogger(__name__)
 
@@ -238,7 +241,7 @@ def _class_cells(est: np.ndarray, true: np.ndarray) -> dict[str, Any]:
 
 
 def evaluate_pair(
-    pair: Any, *, pair_id: str, method: str, model: Any = None, augment: bool = False, reconcile: bool = True, local_light: bool = True
+    pair: Any, *, pair_id: str, options: AnalysisOptions | None = None, model: Any = None
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run the pipeline on one phantom pair and score it.
 
@@ -248,18 +251,12 @@ def evaluate_pair(
         Photos and truth.
     pair_id : str
         Name used in the rows.
-    method : str
-        Segmentation method passed to the pipeline.
+    options : AnalysisOptions, optional
+        The pipeline's settings, exactly as :func:`imgtool.pipeline.analyze_pair` takes
+        them (method, test-time augmentation, reconciliation, ...); default
+        ``AnalysisOptions()``, what ``imgtool analyze`` runs.
     model : SegmentationModel, optional
         The CNN (method ``"cnn"``); default the shipped model.
-    augment : bool
-        CNN test-time augmentation (mirror images).
-    reconcile : bool
-        Reconcile the aligned pair's lesion labels with the photos' colours
-        (:attr:`imgtool.pipeline.AnalysisOptions.reconcile`).
-    local_light : bool
-        Net out local changes of light when reconciling
-        (:attr:`imgtool.pipeline.AnalysisOptions.local_light`).
 
     Returns
     -------
@@ -269,9 +266,9 @@ def evaluate_pair(
         Registration status and errors, and every change field (true, estimated,
         absolute error).
     """
-    from .pipeline import AnalysisOptions, analyze_pair
+    from .pipeline import analyze_pair
 
-    res = analyze_pair(pair.before, pair.after, options=AnalysisOptions(method=method, augment=augment, reconcile=reconcile, local_light=local_light), model=model)
+    res = analyze_pair(pair.before, pair.after, options=options, model=model)
     est_metrics = res.to_dict()["metrics"]
     true_metrics = pair.truth["metrics"]
     photo_rows = []
@@ -353,11 +350,8 @@ def phantom_source(
 def evaluate_phantoms(
     pairs: Iterable[tuple[str, Any]],
     *,
-    method: str = "classical",
+    options: AnalysisOptions | None = None,
     source: str | None = None,
-    augment: bool = False,
-    reconcile: bool = True,
-    local_light: bool = True,
 ) -> Evaluation:
     """Score the pipeline on phantom pairs.
 
@@ -365,16 +359,12 @@ def evaluate_phantoms(
     ----------
     pairs : iterable of (id, PhantomPair)
         From :func:`phantom_source` or :func:`imgtool.synth.store.iter_pairs`.
-    method : str
-        Segmentation method of the pipeline.
+    options : AnalysisOptions, optional
+        The pipeline's settings (:class:`imgtool.pipeline.AnalysisOptions`: method,
+        ``augment``, ``reconcile``, ``local_light``, ...); default ``AnalysisOptions()``,
+        what ``imgtool analyze`` runs (the shipped CNN).
     source : str, optional
         Where the pairs came from, for the settings.
-    augment : bool
-        CNN test-time augmentation (mirror images).
-    reconcile : bool
-        Reconcile the aligned pair's lesion labels with the photos' colours.
-    local_light : bool
-        Net out local changes of light when reconciling lesions.
 
     Returns
     -------
@@ -385,13 +375,15 @@ def evaluate_phantoms(
     UsageError
         No pairs, or an unknown method.
     """
+    from .pipeline import AnalysisOptions
     from .segmentation import model_info, prepare_model
 
-    model = prepare_model(method, None, "auto", augment=augment)  # loaded once, not per pair
+    opts = AnalysisOptions() if options is None else options
+    model = prepare_model(opts.method, None, "auto", augment=opts.augment)  # loaded once, not per pair
     photo_rows: list[dict[str, Any]] = []
     pair_rows: list[dict[str, Any]] = []
     for pid, pair in pairs:
-        pr, row = evaluate_pair(pair, pair_id=pid, method=method, model=model, augment=augment, reconcile=reconcile, local_light=local_light)
+        pr, row = evaluate_pair(pair, pair_id=pid, options=opts, model=model)
         photo_rows.extend(pr)
         pair_rows.append(row)
         logger.info("%s: registration %s, corner error %s px", pid, row["registration_status"], row["corner_error_px"])
@@ -399,11 +391,11 @@ def evaluate_phantoms(
         raise UsageError("no phantom pairs to evaluate")
     # The model's name and sha256 go with the scores: numbers without them cannot be told apart across releases.
     settings = {
-        "method": method,
-        "model": model_info(method, model),
-        "augment": augment,
-        "reconcile": reconcile,
-        "local_light": local_light,
+        "method": opts.method,
+        "model": model_info(opts.method, model),
+        "augment": opts.augment,
+        "reconcile": opts.reconcile,
+        "local_light": opts.local_light,
         "source": source,
         "pairs": len(pair_rows),
     }

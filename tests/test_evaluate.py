@@ -21,6 +21,7 @@ from imgtool.evaluate import (
 )
 from imgtool.io import write_png
 from imgtool.labels import LESION
+from imgtool.pipeline import AnalysisOptions
 from imgtool.segmentation import segment_labels
 from imgtool.synth import SynthOptions, render_pair, render_photo
 
@@ -60,7 +61,7 @@ def test_registration_error_of_a_known_offset():
 
 
 def test_evaluate_phantoms_rows_and_summary():
-    ev = evaluate_phantoms(phantom_source(2, 21, size=(256, 192)), method="classical", source="test")
+    ev = evaluate_phantoms(phantom_source(2, 21, size=(256, 192)), options=AnalysisOptions(method="classical"), source="test")
     assert ev.kind == "phantoms" and len(ev.rows) == 4 and len(ev.pair_rows) == 2
     assert ev.settings["model"] is None
     for row in ev.pair_rows:

@@ -230,14 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="score the pipeline on phantom pairs or on real photos with masks")
     p.add_argument("source", nargs="?", default=None, help="folder of phantom pairs (from 'imgtool synth') or of photos with masks")
     p.add_argument("-o", "--out", required=True, help="output folder (evaluation.json, summary.csv, per_photo.csv, per_pair.csv)")
-    p.add_argument("--method", choices=_methods(), default=_default_method(), help="segmentation method (default %(default)s)")
-    p.add_argument("--augment", action="store_true", help="CNN test-time augmentation: average the tile and its mirror images (4x the network's work)")
+    _add_method(p)
     g = p.add_argument_group("phantoms drawn on the fly (instead of a folder)")
     g.add_argument("--phantoms", type=_positive_int, default=None, metavar="N", help="draw N pairs in memory and score them")
     g.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the drawn pairs (default 0)")
     g.add_argument("--size", type=_size, default=(1024, 1024), metavar="WxH", help="size of the drawn pairs (default 1024x1024)")
     g.add_argument("--change", choices=("random", "none"), default="random", help="disease course of the drawn pairs")
     _add_reconcile(g)
+    _add_nonrigid(g)
     g = p.add_argument_group("real photos with masks")
     g.add_argument("--class", dest="mask_class", choices=("lesion", "hair"), default=None, help="which class the masks mark (default: from the folder's convention)")
     g.add_argument("--images", default=None, metavar="GLOB", help="which files are photos, e.g. '*.jpg' (with --mask-pattern)")
@@ -349,7 +349,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     )
     # Check the output folder before the (long) analysis, not after it.
     ensure_output_dir(args.out)
-    result = analyze_pair(args.before, args.after, roi=args.roi, options=opts, device=args.device)
+    result = analyze_pair(args.before, args.after, roi=args.roi, options=opts, device=args.device, batch_size=args.batch_size)
     # The pipeline logs its warnings (to stderr through the logging set up in main).
     files = write_analysis(result, args.out)
     logger.info("wrote %s", ", ".join(str(p) for p in files.values()))
@@ -501,15 +501,23 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     ensure_output_dir(args.out)
     if args.phantoms is not None or describe_source(args.source) == "phantoms":
         from .pipeline import AnalysisOptions
+        from .registration import RegistrationOptions
 
-        opts = AnalysisOptions(method=args.method, augment=args.augment, reconcile=args.reconcile, local_light=args.local_light)
+        opts = AnalysisOptions(
+            method=args.method,
+            augment=args.augment,
+            reconcile=args.reconcile,
+            local_light=args.local_light,
+            registration=RegistrationOptions(nonrigid=args.nonrigid),
+        )
+        run = {"options": opts, "device": args.device, "batch_size": args.batch_size}
     if args.phantoms is not None:
         pairs = phantom_source(args.phantoms, args.seed, size=args.size, change=args.change)
-        ev = evaluate_phantoms(pairs, options=opts, source=f"drawn: --phantoms {args.phantoms} --seed {args.seed} --size {args.size[0]}x{args.size[1]} --change {args.change}")
+        ev = evaluate_phantoms(pairs, source=f"drawn: --phantoms {args.phantoms} --seed {args.seed} --size {args.size[0]}x{args.size[1]} --change {args.change}", **run)
     elif describe_source(args.source) == "phantoms":
         from .synth.store import iter_pairs
 
-        ev = evaluate_phantoms(iter_pairs([args.source]), options=opts, source=str(args.source))
+        ev = evaluate_phantoms(iter_pairs([args.source]), source=str(args.source), **run)
     else:
         conv = None
         if args.images is not None or args.mask_pattern is not None:
@@ -536,7 +544,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                 mask_scale=base.mask_scale if args.mask_scale is None else args.mask_scale,
             )
         ids = read_id_list(args.ids, args.split, args.split_key)
-        ev = evaluate_masks(args.source, mask_class=args.mask_class, method=args.method, convention=conv, ids=ids, augment=args.augment)
+        ev = evaluate_masks(
+            args.source, mask_class=args.mask_class, method=args.method, convention=conv, ids=ids, augment=args.augment, device=args.device, batch_size=args.batch_size
+        )
     files = write_evaluation(ev, args.out)
     print(format_table(ev))
     print(f"wrote {', '.join(str(p) for p in files.values())}")

@@ -241,7 +241,7 @@ def _class_cells(est: np.ndarray, true: np.ndarray) -> dict[str, Any]:
 
 
 def evaluate_pair(
-    pair: Any, *, pair_id: str, options: AnalysisOptions | None = None, model: Any = None
+    pair: Any, *, pair_id: str, options: AnalysisOptions | None = None, model: Any = None, device: str = "auto", batch_size: int | None = None
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run the pipeline on one phantom pair and score it.
 
@@ -256,7 +256,11 @@ def evaluate_pair(
         them (method, test-time augmentation, reconciliation, ...); default
         ``AnalysisOptions()``, what ``imgtool analyze`` runs.
     model : SegmentationModel, optional
-        The CNN (method ``"cnn"``); default the shipped model.
+        The CNN (method ``"cnn"``); default the shipped model, loaded on ``device``.
+    device : str
+        ``"auto"``, ``"cpu"`` or ``"cuda"`` for the CNN when ``model`` is None.
+    batch_size : int, optional
+        Tiles per CNN forward pass (default 1 on the CPU, 16 on CUDA).
 
     Returns
     -------
@@ -268,7 +272,7 @@ def evaluate_pair(
     """
     from .pipeline import analyze_pair
 
-    res = analyze_pair(pair.before, pair.after, options=options, model=model)
+    res = analyze_pair(pair.before, pair.after, options=options, model=model, device=device, batch_size=batch_size)
     est_metrics = res.to_dict()["metrics"]
     true_metrics = pair.truth["metrics"]
     photo_rows = []
@@ -352,6 +356,8 @@ def evaluate_phantoms(
     *,
     options: AnalysisOptions | None = None,
     source: str | None = None,
+    device: str = "auto",
+    batch_size: int | None = None,
 ) -> Evaluation:
     """Score the pipeline on phantom pairs.
 
@@ -365,6 +371,10 @@ def evaluate_phantoms(
         what ``imgtool analyze`` runs (the shipped CNN).
     source : str, optional
         Where the pairs came from, for the settings.
+    device : str
+        ``"auto"``, ``"cpu"`` or ``"cuda"`` for the CNN.
+    batch_size : int, optional
+        Tiles per CNN forward pass (default 1 on the CPU, 16 on CUDA).
 
     Returns
     -------
@@ -373,17 +383,17 @@ def evaluate_phantoms(
     Raises
     ------
     UsageError
-        No pairs, or an unknown method.
+        No pairs, an unknown method, or CUDA asked for without one.
     """
     from .pipeline import AnalysisOptions
     from .segmentation import model_info, prepare_model
 
     opts = AnalysisOptions() if options is None else options
-    model = prepare_model(opts.method, None, "auto", augment=opts.augment)  # loaded once, not per pair
+    model = prepare_model(opts.method, None, device, augment=opts.augment)  # loaded once, not per pair
     photo_rows: list[dict[str, Any]] = []
     pair_rows: list[dict[str, Any]] = []
     for pid, pair in pairs:
-        pr, row = evaluate_pair(pair, pair_id=pid, options=opts, model=model)
+        pr, row = evaluate_pair(pair, pair_id=pid, options=opts, model=model, batch_size=batch_size)
         photo_rows.extend(pr)
         pair_rows.append(row)
         logger.info("%s: registration %s, corner error %s px", pid, row["registration_status"], row["corner_error_px"])
@@ -396,6 +406,7 @@ def evaluate_phantoms(
         "augment": opts.augment,
         "reconcile": opts.reconcile,
         "local_light": opts.local_light,
+        "nonrigid": opts.registration.nonrigid,
         "source": source,
         "pairs": len(pair_rows),
     }
@@ -414,6 +425,8 @@ def evaluate_masks(
     ids: Sequence[str] | None = None,
     batch: int = 8,
     augment: bool = False,
+    device: str = "auto",
+    batch_size: int | None = None,
 ) -> Evaluation:
     """Score one class of the segmentation on a folder of real photos with masks.
 
@@ -434,6 +447,10 @@ def evaluate_masks(
         Photos segmented per call.
     augment : bool
         CNN test-time augmentation (mirror images).
+    device : str
+        ``"auto"``, ``"cpu"`` or ``"cuda"`` for the CNN.
+    batch_size : int, optional
+        Tiles per CNN forward pass (default 1 on the CPU, 16 on CUDA).
 
     Returns
     -------
@@ -458,12 +475,12 @@ def evaluate_masks(
     if not pairs:
         raise InputError(f"{folder}: no photo/mask pairs under the {conv.name!r} convention")
     label = MASK_CLASSES[cls]
-    model = prepare_model(method, None, "auto", augment=augment)  # loaded once, not per chunk
+    model = prepare_model(method, None, device, augment=augment)  # loaded once, not per chunk
     rows: list[dict[str, Any]] = []
     for start in range(0, len(pairs), max(1, batch)):
         chunk = pairs[start : start + batch]
         images = [read_image(p)[0] for _, p, _ in chunk]
-        preds = segment_labels(images, method=method, model=model)
+        preds = segment_labels(images, method=method, model=model, batch_size=batch_size)
         for (pid, img_path, mask_path), img, pred in zip(chunk, images, preds):
             truth = read_binary_mask(mask_path, conv.threshold, img.shape[:2], conv.mask_scale)
             tp, fp, fn = overlap_counts(pred == label, truth)

@@ -214,6 +214,7 @@ def analyze_pair(
     options: AnalysisOptions | None = None,
     model: SegmentationModel | None = None,
     device: str = "auto",
+    batch_size: int | None = None,
 ) -> PairAnalysis:
     """Analyse a month-0 / follow-up pair of photos of one body view.
 
@@ -229,6 +230,9 @@ def analyze_pair(
         The CNN (method ``"cnn"``); default: the shipped model, loaded on ``device``.
     device : str
         ``"auto"``, ``"cpu"`` or ``"cuda"`` for the CNN when ``model`` is None.
+    batch_size : int, optional
+        Tiles per CNN forward pass (default 1 on the CPU, 16 on CUDA); it changes
+        speed and memory, not the labels.
 
     Returns
     -------
@@ -251,7 +255,9 @@ def analyze_pair(
     opts = options or AnalysisOptions()
     model = prepare_model(opts.method, model, device, augment=opts.augment)
     loaded = load_pair(before, after, roi=roi, options=opts)
-    (labels_b, labels_a), evidence = segment_labels_with_evidence([loaded.before_image, loaded.after_image], method=opts.method, model=model)
+    (labels_b, labels_a), evidence = segment_labels_with_evidence(
+        [loaded.before_image, loaded.after_image], method=opts.method, model=model, batch_size=batch_size
+    )
     return finish_pair(loaded, labels_b, labels_a, options=opts, model=model_entry(opts.method, model), evidence=(evidence[0], evidence[1]))
 
 

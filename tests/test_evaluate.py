@@ -163,7 +163,7 @@ def test_evaluate_cli_on_phantoms_and_masks(tmp_path, capsys):
     from imgtool.cli import main
 
     out = tmp_path / "ev"
-    assert main(["evaluate", "--phantoms", "1", "--size", "192x160", "--seed", "3", "-o", str(out)]) == 0
+    assert main(["evaluate", "--phantoms", "1", "--size", "192x160", "--seed", "3", "--device", "cpu", "--batch-size", "2", "-o", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "corner_error_px" in printed and "lesion" in printed
     data = json.loads((out / "evaluation.json").read_text())
@@ -174,6 +174,10 @@ def test_evaluate_cli_on_phantoms_and_masks(tmp_path, capsys):
     shipped = load_model(None, device="cpu")
     assert data["settings"]["method"] == "cnn"
     assert data["settings"]["model"]["name"] == shipped.name and data["settings"]["model"]["sha256"] == shipped.sha256
+    assert data["settings"]["model"]["device"] == "cpu" and data["settings"]["nonrigid"] is False
+    # The pipeline's registration options reach the scored pipeline.
+    assert main(["evaluate", "--phantoms", "1", "--size", "192x160", "--seed", "3", "--method", "classical", "--nonrigid", "-o", str(tmp_path / "evnr")]) == 0
+    assert json.loads((tmp_path / "evnr" / "evaluation.json").read_text())["settings"]["nonrigid"] is True
     assert (out / "per_pair.csv").is_file() and (out / "summary.csv").is_file()
 
     folder = _write_set(tmp_path / "figaro", "figaro", n=2)

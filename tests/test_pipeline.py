@@ -140,6 +140,11 @@ def test_cnn_reconciliation_uses_both_photos_evidence(tmp_path: Path) -> None:
     assert doc["metrics"]["reconciliation"]["evidence"] is True
     assert doc["metrics"]["reconciliation"]["local_light"] is True and rec.local_light is True
     assert "net of the nearby skin's, for local light" in (tmp_path / "report.html").read_text()
+    # Both photos' tiles in one forward pass: faster, and the same labels (up to a
+    # float near-tie in the arg-max, which a different batch's kernels may flip).
+    batched = imgtool.analyze_pair(pair.before, pair.after, device="cpu", batch_size=2)
+    assert np.mean(batched.before_labels != res.before_labels) < 1e-3
+    assert np.mean(batched.after_labels != res.after_labels) < 1e-3
 
 
 def test_findings_say_how_much_month0_lesion_the_pair_set_aside(analysis: imgtool.PairAnalysis) -> None:

@@ -382,8 +382,12 @@ def finish_pair(
     if px_a is None and px_b is not None and h is not None:
         centre = ((img_a.shape[1] - 1) / 2, (img_a.shape[0] - 1) / 2)
         px_a = px_b * local_scale(h, centre)
-    m_b = photo_metrics(labels_b, roi=roi_b, pixel_size_mm=px_b)
-    m_a = photo_metrics(labels_a, roi=roi_a, pixel_size_mm=px_a)
+    # The EASI score counts the lesions the pair follows as objects: the minimum is in
+    # BEFORE's pixels, and AFTER's is the same share of its own photo.
+    min_lesion = opts.min_lesion_area_px if opts.min_lesion_area_px is not None else default_min_lesion_area_px(img_b.shape[:2])
+    min_lesion_a = round(min_lesion * (img_a.shape[0] * img_a.shape[1]) / (img_b.shape[0] * img_b.shape[1]))
+    m_b = photo_metrics(labels_b, roi=roi_b, pixel_size_mm=px_b, min_lesion_area_px=min_lesion)
+    m_a = photo_metrics(labels_a, roi=roi_a, pixel_size_mm=px_a, min_lesion_area_px=min_lesion_a)
 
     aligned_img = aligned_labels = common = None
     rigid = None
@@ -415,7 +419,6 @@ def finish_pair(
                 rigid_labels, rigid_b = rigid_hair.labels, rigid_hair.before_labels
             rigid = change_metrics(m_b, m_a, rigid_b, rigid_labels, common=rigid_common, roi=roi_b, pixel_size_mm=px_b)
     change = change_metrics(m_b, m_a, pair_labels_b, aligned_labels, common=common, roi=roi_b, pixel_size_mm=px_b)
-    min_lesion = opts.min_lesion_area_px if opts.min_lesion_area_px is not None else default_min_lesion_area_px(img_b.shape[:2])
     lesions = lesion_metrics(
         labels_b,
         labels_a,

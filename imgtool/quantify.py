@@ -69,9 +69,15 @@ class PhotoMetrics:
     lesion_share_of_body : float or None
         Lesion share of the body area, 0..1 (None without body area).
     easi_area_score : int or None
-        EASI area score 0..6 of ``lesion_share_of_body`` (see :func:`easi_area_score`).
+        EASI area score 0..6 of ``easi_share_of_body`` (see :func:`easi_area_score`).
     hair_loss_percent : float or None
         Percentage of the ROI without hair, 0..100 (SALT style; None for an empty ROI).
+    easi_share_of_body : float or None
+        The share the EASI score bins: lesion in connected lesions of at least
+        ``easi_min_lesion_area_px`` pixels, over the body area. Equal to
+        ``lesion_share_of_body`` when no minimum was given.
+    easi_min_lesion_area_px : int or None
+        That minimum (None: every lesion pixel counts).
     """
 
     skin_area_px: int
@@ -86,6 +92,8 @@ class PhotoMetrics:
     lesion_share_of_body: float | None = None
     easi_area_score: int | None = None
     hair_loss_percent: float | None = None
+    easi_share_of_body: float | None = None
+    easi_min_lesion_area_px: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -101,6 +109,8 @@ class PhotoMetrics:
             "lesion_share_of_body": self.lesion_share_of_body,
             "easi_area_score": self.easi_area_score,
             "hair_loss_percent": self.hair_loss_percent,
+            "easi_share_of_body": self.easi_share_of_body,
+            "easi_min_lesion_area_px": self.easi_min_lesion_area_px,
         }
         keys = ("skin_area", "lesion_area", "roi_area", "hair_area", "hairless_area", "body_area")
         d.update(_physical_areas(d, keys, self.pixel_size_mm))
@@ -132,6 +142,7 @@ def photo_metrics(
     *,
     roi: np.ndarray | None = None,
     pixel_size_mm: float | None = None,
+    min_lesion_area_px: int | None = None,
 ) -> PhotoMetrics:
     """Per-photo areas and fractions of a label map.
 
@@ -143,6 +154,12 @@ def photo_metrics(
         Region of interest; default everything that is not background.
     pixel_size_mm : float, optional
         Pixel side in mm; when given, ``to_dict()`` adds ``*_mm2`` areas.
+    min_lesion_area_px : int, optional
+        Smallest connected lesion (8-connected, inside the ROI) that counts as
+        involvement for the EASI area score; smaller specks are segmentation noise, not
+        eczema a clinician would score, so a photo whose only "lesion" is a few specks
+        scores 0. The area fields always count every lesion pixel. Default: every
+        lesion pixel counts for EASI too.
 
     Returns
     -------
@@ -170,6 +187,8 @@ def photo_metrics(
             raise ValueError(f"roi must have the label map's shape {lab.shape}, got {roi_mask.shape}")
     if pixel_size_mm is not None and not pixel_size_mm > 0:
         raise ValueError(f"pixel_size_mm must be positive, got {pixel_size_mm}")
+    if min_lesion_area_px is not None and min_lesion_area_px < 0:
+        raise ValueError(f"min_lesion_area_px must be 0 or more, got {min_lesion_area_px}")
     # One bincount over the ROI gives every class count in a single pass.
     counts = np.bincount(lab[roi_mask].ravel(), minlength=4)
     skin = int(counts[SKIN] + counts[LESION])
@@ -179,6 +198,12 @@ def photo_metrics(
     body = skin + hair
     share = _ratio(lesion, body)
     hair_cov = _ratio(hair, roi_area)
+    counted = lesion
+    if min_lesion_area_px is not None and min_lesion_area_px > 1 and lesion > 0:
+        _, _, stats, _ = cv2.connectedComponentsWithStats(((lab == LESION) & roi_mask).astype(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+        areas = stats[1:, cv2.CC_STAT_AREA]
+        counted = int(areas[areas >= min_lesion_area_px].sum())
+    easi_share = _ratio(counted, body)
     return PhotoMetrics(
         skin_area_px=skin,
         lesion_area_px=lesion,
@@ -190,8 +215,10 @@ def photo_metrics(
         pixel_size_mm=None if pixel_size_mm is None else float(pixel_size_mm),
         body_area_px=body,
         lesion_share_of_body=share,
-        easi_area_score=easi_area_score(share),
+        easi_area_score=easi_area_score(easi_share),
         hair_loss_percent=None if roi_area == 0 else 100.0 * (roi_area - hair) / roi_area,
+        easi_share_of_body=easi_share,
+        easi_min_lesion_area_px=None if min_lesion_area_px is None else int(min_lesion_area_px),
     )
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 import imgtool
 from imgtool.labels import BACKGROUND, HAIR, LESION, SKIN
 from imgtool.pipeline import AnalysisOptions
-from imgtool.quantify import photo_metrics
+from imgtool.quantify import default_min_lesion_area_px, photo_metrics
 from imgtool.registration import corner_error, map_points
 
 PHOTO_FIELDS = {
@@ -131,7 +131,9 @@ def test_cnn_reconciliation_uses_both_photos_evidence(tmp_path: Path) -> None:
     assert ch.persistent_lesion_px == int(((b2 == LESION) & (a2 == LESION) & common).sum())
     assert ch.new_lesion_px == rec.new_kept_px and ch.resolved_lesion_px == rec.resolved_kept_px
     # Per-photo metrics never change.
-    assert res.metrics_before == photo_metrics(res.before_labels)
+    min_area = default_min_lesion_area_px(res.before_labels.shape)
+    assert res.metrics_before == photo_metrics(res.before_labels, min_lesion_area_px=min_area)
+    assert res.metrics_before.easi_min_lesion_area_px == min_area == res.lesions.min_area_px
     # The files hold both maps the change metrics compare.
     written = imgtool.report.write_analysis(res, tmp_path)
     assert {"before_labels_pair.png", "after_labels_aligned.png"} <= set(written)

@@ -96,6 +96,34 @@ def test_easi_bin_edges_from_masks(lesion_px: int, score: int) -> None:
     assert m.easi_area_score == score
 
 
+def test_easi_counts_only_lesions_of_the_minimum_size() -> None:
+    # 1000 body pixels: one 12x10 lesion (120 px, 12 %) and five 2x2 specks (20 px).
+    lab = np.full((20, 50), SKIN, np.uint8)
+    lab[2:12, 2:14] = LESION
+    for x in (20, 26, 32, 38, 44):
+        lab[15:17, x : x + 2] = LESION
+    every = photo_metrics(lab)
+    assert every.lesion_area_px == 140 and every.easi_area_score == 2 and every.easi_share_of_body == pytest.approx(0.14)
+    assert every.easi_min_lesion_area_px is None
+    m = photo_metrics(lab, min_lesion_area_px=10)
+    assert m.lesion_area_px == 140 and m.lesion_share_of_body == pytest.approx(0.14)  # the areas still count every pixel
+    assert m.easi_share_of_body == pytest.approx(0.12) and m.easi_area_score == 2 and m.easi_min_lesion_area_px == 10
+    # A photo whose only "lesion" is specks below the minimum scores 0, not 1.
+    specks = lab.copy()
+    specks[2:12, 2:14] = SKIN
+    m = photo_metrics(specks, min_lesion_area_px=10)
+    assert m.lesion_area_px == 20 and m.easi_share_of_body == 0.0 and m.easi_area_score == 0
+    assert photo_metrics(specks).easi_area_score == 1
+    assert m.to_dict()["easi_min_lesion_area_px"] == 10 and m.to_dict()["easi_share_of_body"] == 0.0
+    # A speck outside the ROI never counts; a lesion of exactly the minimum does.
+    assert photo_metrics(lab, min_lesion_area_px=120).easi_share_of_body == pytest.approx(0.12)
+    roi = np.ones_like(lab, bool)
+    roi[:, :8] = False  # cuts the lesion to 10x6 = 60 px inside the ROI
+    assert photo_metrics(lab, roi=roi, min_lesion_area_px=61).easi_area_score == 0
+    with pytest.raises(ValueError):
+        photo_metrics(lab, min_lesion_area_px=-1)
+
+
 def test_easi_function_edges_and_errors() -> None:
     assert [easi_area_score(s) for s in (0.0, 1e-9, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)] == [0, 1, 2, 3, 4, 5, 6, 6]
     assert [easi_area_score(s) for s in (0.0999, 0.2999, 0.4999, 0.6999, 0.8999)] == [1, 2, 3, 4, 5]

@@ -15,7 +15,7 @@ import pytest
 
 from imgtool.errors import UsageError
 from imgtool.labels import BACKGROUND, HAIR, LESION, SKIN
-from imgtool.quantify import change_metrics, photo_metrics
+from imgtool.quantify import change_metrics, default_min_lesion_area_px, photo_metrics
 from imgtool.registration import coverage_mask, warp_to_before
 from imgtool.synth import (
     DiseaseChange,
@@ -242,7 +242,8 @@ def test_truth_metrics_recomputed_from_written_label_maps(tmp_path):
     assert np.array_equal(back.before_labels, pair.before_labels) and np.array_equal(back.after, pair.after)
     h = np.asarray(truth["homography"])
     lb, la = back.before_labels, back.after_labels
-    m_b, m_a = photo_metrics(lb), photo_metrics(la)
+    m_b = photo_metrics(lb, min_lesion_area_px=default_min_lesion_area_px(lb.shape))
+    m_a = photo_metrics(la, min_lesion_area_px=default_min_lesion_area_px(la.shape))
     aligned = warp_to_before(la, h, lb.shape, nearest=True)
     common = coverage_mask(h, la.shape, lb.shape)
     ch = change_metrics(m_b, m_a, lb, aligned, common=common)

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import UsageError
 from ..labels import HAIR, LESION, SKIN
-from ..quantify import change_metrics, photo_metrics
+from ..quantify import change_metrics, default_min_lesion_area_px, photo_metrics
 from ..registration import coverage_mask, map_points, warp_to_before
 from ._camera import (
     Camera,
@@ -796,8 +796,9 @@ def true_metrics(
     dict
         ``{"before": ..., "after": ..., "change": ...}``.
     """
-    m_b = photo_metrics(before_labels)
-    m_a = photo_metrics(after_labels)
+    # The EASI share counts lesions of at least the pipeline's default minimum, as result.json does.
+    m_b = photo_metrics(before_labels, min_lesion_area_px=default_min_lesion_area_px(before_labels.shape))
+    m_a = photo_metrics(after_labels, min_lesion_area_px=default_min_lesion_area_px(after_labels.shape))
     aligned, common = align_to_before(after_labels, homography, displacement, before_labels.shape)
     ch = change_metrics(m_b, m_a, before_labels, aligned, common=common)
     return {"before": m_b.to_dict(), "after": m_a.to_dict(), "change": ch.to_dict()}

@@ -696,7 +696,15 @@ def headline(result: PairAnalysis, *, arrow: str = "->") -> list[str]:
     les = result.lesions
     if les is not None and les.fates is not None:
         f = les.fates
-        line = f"{f.count(FATE_RESOLVED)} of {f.before.count} lesions resolved, {f.count(FATE_PERSISTENT)} persistent, {f.count(FATE_NEW)} new"
+        persistent = [it for it in f.items if it.fate == FATE_PERSISTENT]
+        kept = f"{len(persistent)} persistent"
+        area_b = sum(it.area_before_px for it in persistent)
+        if area_b > 0:
+            # A lesion that shrank by 99 % is "persistent" too: say by how much, or the
+            # count reads as no improvement.
+            change = 100.0 * (sum(it.area_after_px for it in persistent) / area_b - 1.0)
+            kept += f" (area {change:+.0f} %)"
+        line = f"{f.count(FATE_RESOLVED)} of {f.before.count} lesions resolved, {kept}, {f.count(FATE_NEW)} new"
         dropped = _dropped_month0_px(result)
         if dropped:
             # Reconciliation took month-0 lesion calls out of the pair: say so, or the
@@ -706,7 +714,9 @@ def headline(result: PairAnalysis, *, arrow: str = "->") -> list[str]:
     if mb.easi_area_score is not None and ma.easi_area_score is not None:
         lines.append(
             f"EASI area score {mb.easi_area_score} {arrow} {ma.easi_area_score} "
-            f"({_pct(mb.lesion_share_of_body, 1)} {arrow} {_pct(ma.lesion_share_of_body, 1)} of the skin in view)"
+            # The share the score bins (lesions of at least the minimum size, over skin,
+            # lesion and hair together), not the lesion share of the skin alone.
+            f"({_pct(mb.easi_share_of_body, 1)} {arrow} {_pct(ma.easi_share_of_body, 1)} of the body surface in view)"
         )
     if ch.hair_coverage_before_common is not None and ch.hair_coverage_after_common is not None:
         hb, ha = ch.hair_coverage_before_common, ch.hair_coverage_after_common

@@ -164,6 +164,29 @@ def test_findings_say_how_much_month0_lesion_the_pair_set_aside(analysis: imgtoo
     assert sum(f"{int(set_aside.sum()):,} px called lesion at month 0 only" in line for line in lines) == 1
 
 
+def test_findings_give_the_area_change_of_persistent_lesions_and_the_easi_share(analysis: imgtool.PairAnalysis) -> None:
+    import dataclasses
+
+    from imgtool.figure import headline
+    from imgtool.quantify import FATE_PERSISTENT
+
+    les = analysis.lesions
+    assert les is not None and les.fates is not None
+    mb, ma = analysis.metrics_before, analysis.metrics_after
+    easi = [line for line in headline(analysis) if line.startswith("EASI")]
+    assert easi == [
+        f"EASI area score {mb.easi_area_score} -> {ma.easi_area_score} "
+        f"({100 * mb.easi_share_of_body:.1f} % -> {100 * ma.easi_share_of_body:.1f} % of the body surface in view)"
+    ]
+    # Two persistent lesions, 1000 -> 10 px and 200 -> 0 px (its remnant elsewhere): together -99 %.
+    item = les.fates.items[0]
+    p1 = dataclasses.replace(item, fate=FATE_PERSISTENT, area_before_px=1000, area_after_px=10.0)
+    p2 = dataclasses.replace(item, fate=FATE_PERSISTENT, area_before_px=200, area_after_px=0.0)
+    fates = dataclasses.replace(les.fates, items=(p1, p2))
+    lines = headline(dataclasses.replace(analysis, lesions=dataclasses.replace(les, fates=fates)))
+    assert sum("2 persistent (area -99 %), 0 new" in line for line in lines) == 1
+
+
 def test_homography_convention(analysis: imgtool.PairAnalysis, scene_pair: dict) -> None:
     h = analysis.registration.homography
     assert corner_error(h, scene_pair["H"], (300, 400)) < 1.0

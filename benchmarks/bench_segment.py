@@ -102,6 +102,16 @@ def conv_throughput(device: Any, repeats: int = 5) -> float:
     return flop / statistics.median(times) / 1e9
 
 
+def _model_record(name: str | None) -> dict[str, Any] | str:
+    """Name and sha256 of the weights the workers time ("random" for the untrained network)."""
+    if name == "random":
+        return "random"
+    from imgtool.segmentation.model import load_model
+
+    m = load_model(name, device="cpu")  # the hash is checked on loading: the record is of the file timed
+    return {"name": m.name, "sha256": m.sha256}
+
+
 def _load(args: argparse.Namespace) -> Any:
     import torch
 
@@ -265,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         "device_name": _device_name(dev),
         "torch": torch.__version__,
         "torch_threads": args.threads or torch.get_num_threads(),
-        "model": args.model or "shipped default",
+        "model": _model_record(args.model),
         "conv3x3_48ch_gflop_per_s": round(peak, 1),
         "photos": rows,
         "batched_12mp": batch,

@@ -510,14 +510,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             local_light=args.local_light,
             registration=RegistrationOptions(nonrigid=args.nonrigid),
         )
-        run = {"options": opts, "device": args.device, "batch_size": args.batch_size}
-    if args.phantoms is not None:
-        pairs = phantom_source(args.phantoms, args.seed, size=args.size, change=args.change)
-        ev = evaluate_phantoms(pairs, source=f"drawn: --phantoms {args.phantoms} --seed {args.seed} --size {args.size[0]}x{args.size[1]} --change {args.change}", **run)
-    elif describe_source(args.source) == "phantoms":
-        from .synth.store import iter_pairs
+        if args.phantoms is not None:
+            pairs = phantom_source(args.phantoms, args.seed, size=args.size, change=args.change)
+            source = f"drawn: --phantoms {args.phantoms} --seed {args.seed} --size {args.size[0]}x{args.size[1]} --change {args.change}"
+        else:
+            from .synth.store import iter_pairs
 
-        ev = evaluate_phantoms(iter_pairs([args.source]), source=str(args.source), **run)
+            pairs, source = iter_pairs([args.source]), str(args.source)
+        ev = evaluate_phantoms(pairs, options=opts, source=source, device=args.device, batch_size=args.batch_size)
     else:
         conv = None
         if args.images is not None or args.mask_pattern is not None:

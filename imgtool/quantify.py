@@ -200,9 +200,9 @@ def photo_metrics(
     hair_cov = _ratio(hair, roi_area)
     counted = lesion
     if min_lesion_area_px is not None and min_lesion_area_px > 1 and lesion > 0:
-        _, _, stats, _ = cv2.connectedComponentsWithStats(((lab == LESION) & roi_mask).astype(np.uint8), connectivity=8, ltype=cv2.CV_32S)
-        areas = stats[1:, cv2.CC_STAT_AREA]
-        counted = int(areas[areas >= min_lesion_area_px].sum())
+        # Only the areas are needed here, not find_lesions' relabelled full-size map.
+        _, _, stats, _ = _lesion_components((lab == LESION) & roi_mask)
+        counted = int(stats[_kept_components(stats, min_lesion_area_px), cv2.CC_STAT_AREA].sum())
     easi_share = _ratio(counted, body)
     return PhotoMetrics(
         skin_area_px=skin,
@@ -577,6 +577,20 @@ class Lesions:
         return d
 
 
+def _lesion_components(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """8-connected components of a lesion mask: count (with the background), map, stats, centroids."""
+    return cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+
+
+def _kept_components(stats: np.ndarray, min_area_px: int) -> np.ndarray:
+    """Ids (1-based, OpenCV's order) of the components a lesion count keeps: at least ``min_area_px`` pixels.
+
+    The one rule for every lesion count (:func:`find_lesions`, and the EASI share of
+    :func:`photo_metrics`), so the score and the lesion list never disagree on a speck.
+    """
+    return np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= max(int(min_area_px), 1)) + 1
+
+
 def find_lesions(
     labels: np.ndarray,
     *,
@@ -616,9 +630,8 @@ def find_lesions(
         if roi_mask.shape != lab.shape:
             raise ValueError(f"roi must have the label map's shape {lab.shape}, got {roi_mask.shape}")
         mask &= roi_mask
-    n, comp, stats, centroids = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8, ltype=cv2.CV_32S)
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    kept = [k + 1 for k in np.flatnonzero(areas >= max(min_area_px, 1))]
+    n, comp, stats, centroids = _lesion_components(mask)
+    kept = [int(k) for k in _kept_components(stats, min_area_px)]
     # Largest first; ties in raster order of the component's first pixel (OpenCV's order).
     kept.sort(key=lambda k: (-int(stats[k, cv2.CC_STAT_AREA]), k))
     relabel = np.zeros(n, dtype=np.int32)

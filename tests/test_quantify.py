@@ -124,6 +124,25 @@ def test_easi_counts_only_lesions_of_the_minimum_size() -> None:
         photo_metrics(lab, min_lesion_area_px=-1)
 
 
+@pytest.mark.parametrize("min_area", [0, 1, 5, 30, 200])
+def test_easi_share_counts_the_lesions_find_lesions_keeps(min_area: int) -> None:
+    # Random blobs of every size, some cut by the ROI: the EASI share's lesion pixels
+    # are exactly those of the lesions find_lesions lists with the same minimum.
+    rng = np.random.default_rng(7)
+    lab = np.full((120, 160), SKIN, np.uint8)
+    noise = cv2.GaussianBlur(rng.random((120, 160)).astype(np.float32), (0, 0), 2.0)
+    lab[noise > np.quantile(noise, 0.8)] = LESION
+    lab[rng.random((120, 160)) < 0.01] = LESION  # single-pixel specks
+    lab[:5] = BACKGROUND
+    roi = np.ones_like(lab, bool)
+    roi[:, 150:] = False
+    m = photo_metrics(lab, roi=roi, min_lesion_area_px=min_area)
+    les = find_lesions(lab, roi=roi, min_area_px=min_area)
+    body = int(np.isin(lab[roi], (SKIN, LESION, HAIR)).sum())
+    assert m.easi_share_of_body == pytest.approx(sum(x.area_px for x in les.items) / body)
+    assert les.items and (min_area < 2 or len(les.items) < len(find_lesions(lab, roi=roi).items))
+
+
 def test_easi_function_edges_and_errors() -> None:
     assert [easi_area_score(s) for s in (0.0, 1e-9, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)] == [0, 1, 2, 3, 4, 5, 6, 6]
     assert [easi_area_score(s) for s in (0.0999, 0.2999, 0.4999, 0.6999, 0.8999)] == [1, 2, 3, 4, 5]

@@ -11,10 +11,13 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import TYPE_CHECKING, NoReturn, Sequence
 
 from ._version import __version__
 from .errors import ImgtoolError, UsageError
+
+if TYPE_CHECKING:
+    from .pipeline import AnalysisOptions
 
 logger = logging.getLogger("imgtool")
 
@@ -326,27 +329,40 @@ def _add_synth_options(p: argparse.ArgumentParser) -> None:
 def _max_pixels(args: argparse.Namespace) -> int:
     from .io import DEFAULT_MAX_PIXELS
 
-    return args.max_pixels if args.max_pixels is not None else DEFAULT_MAX_PIXELS
+    value = getattr(args, "max_pixels", None)  # not every command has --max-pixels
+    return value if value is not None else DEFAULT_MAX_PIXELS
+
+
+def _analysis_options(args: argparse.Namespace) -> AnalysisOptions:
+    """The analysis settings a command's flags give (analyze, batch and evaluate share them).
+
+    Each command defines the flags that apply to it; a flag it lacks keeps
+    AnalysisOptions' default (batch has no --view: the report guesses each pair's view
+    from its file name).
+    """
+    from .pipeline import AnalysisOptions
+    from .registration import RegistrationOptions
+
+    flags = {
+        "method": "method",
+        "pixel_size_mm": "pixel_size_mm",
+        "after_pixel_size_mm": "after_pixel_size_mm",
+        "min_lesion_area_px": "min_lesion_area",
+        "view": "view",
+        "augment": "augment",
+        "reconcile": "reconcile",
+        "local_light": "local_light",
+    }
+    kw = {name: getattr(args, flag) for name, flag in flags.items() if hasattr(args, flag)}
+    return AnalysisOptions(max_pixels=_max_pixels(args), registration=RegistrationOptions(nonrigid=args.nonrigid), **kw)
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from .io import ensure_output_dir
-    from .pipeline import AnalysisOptions, analyze_pair
-    from .registration import RegistrationOptions
+    from .pipeline import analyze_pair
     from .report import write_analysis
 
-    opts = AnalysisOptions(
-        method=args.method,
-        pixel_size_mm=args.pixel_size_mm,
-        after_pixel_size_mm=args.after_pixel_size_mm,
-        max_pixels=_max_pixels(args),
-        min_lesion_area_px=args.min_lesion_area,
-        view=args.view,
-        augment=args.augment,
-        reconcile=args.reconcile,
-        local_light=args.local_light,
-        registration=RegistrationOptions(nonrigid=args.nonrigid),
-    )
+    opts = _analysis_options(args)
     # Check the output folder before the (long) analysis, not after it.
     ensure_output_dir(args.out)
     result = analyze_pair(args.before, args.after, roi=args.roi, options=opts, device=args.device, batch_size=args.batch_size)
@@ -500,16 +516,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         raise UsageError("give a SOURCE folder or --phantoms N (one of them)")
     ensure_output_dir(args.out)
     if args.phantoms is not None or describe_source(args.source) == "phantoms":
-        from .pipeline import AnalysisOptions
-        from .registration import RegistrationOptions
-
-        opts = AnalysisOptions(
-            method=args.method,
-            augment=args.augment,
-            reconcile=args.reconcile,
-            local_light=args.local_light,
-            registration=RegistrationOptions(nonrigid=args.nonrigid),
-        )
+        opts = _analysis_options(args)
         if args.phantoms is not None:
             pairs = phantom_source(args.phantoms, args.seed, size=args.size, change=args.change)
             source = f"drawn: --phantoms {args.phantoms} --seed {args.seed} --size {args.size[0]}x{args.size[1]} --change {args.change}"
@@ -555,21 +562,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_batch(args: argparse.Namespace) -> int:
     from .batch import BatchOptions, run_batch
-    from .pipeline import AnalysisOptions
-    from .registration import RegistrationOptions
 
-    analysis = AnalysisOptions(
-        method=args.method,
-        pixel_size_mm=args.pixel_size_mm,
-        max_pixels=_max_pixels(args),
-        min_lesion_area_px=args.min_lesion_area,
-        augment=args.augment,
-        reconcile=args.reconcile,
-        local_light=args.local_light,
-        registration=RegistrationOptions(nonrigid=args.nonrigid),
-    )
     opts = BatchOptions(
-        analysis=analysis,
+        analysis=_analysis_options(args),
         device=args.device,
         batch_size=args.batch_size,
         workers=args.workers,

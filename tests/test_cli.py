@@ -168,3 +168,23 @@ def test_python_m_and_version() -> None:
     assert proc.returncode == 0 and proc.stdout.startswith("imgtool ")
     proc = run_cli()
     assert_clean_error(proc, 2, "COMMAND")
+
+
+def test_flags_reach_the_analysis_options() -> None:
+    # analyze, batch and evaluate build their AnalysisOptions from the same flags.
+    from imgtool.cli import _analysis_options, build_parser
+    from imgtool.pipeline import AnalysisOptions
+
+    p = build_parser()
+    common = ["--method", "classical", "--no-local-light", "--nonrigid"]
+    a = _analysis_options(
+        p.parse_args(["analyze", "b.png", "a.png", "-o", "o", *common, "--min-lesion-area", "7", "--view", "back", "--pixel-size-mm", "0.1", "--after-pixel-size-mm", "0.2", "--max-pixels", "1000"])
+    )
+    assert (a.method, a.local_light, a.registration.nonrigid, a.min_lesion_area_px, a.view) == ("classical", False, True, 7, "back")
+    assert (a.pixel_size_mm, a.after_pixel_size_mm, a.max_pixels, a.reconcile) == (0.1, 0.2, 1000, True)
+    b = _analysis_options(p.parse_args(["batch", "m.csv", "-o", "o", *common, "--min-lesion-area", "7", "--pixel-size-mm", "0.1", "--no-reconcile"]))
+    assert (b.method, b.local_light, b.registration.nonrigid, b.min_lesion_area_px, b.pixel_size_mm, b.reconcile) == ("classical", False, True, 7, 0.1, False)
+    assert b.view is None and b.after_pixel_size_mm is None and b.max_pixels == AnalysisOptions().max_pixels
+    e = _analysis_options(p.parse_args(["evaluate", "--phantoms", "2", "-o", "o", *common, "--augment"]))
+    assert (e.method, e.local_light, e.registration.nonrigid, e.augment) == ("classical", False, True, True)
+    assert e.min_lesion_area_px is None and e.pixel_size_mm is None

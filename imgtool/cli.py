@@ -186,8 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_method(p)
     _add_limits(p)
 
-    p = sub.add_parser("train", help="train the segmentation CNN from a config file")
-    p.add_argument("config", help="training config (JSON), e.g. models/unet_s_v3.train.json")
+    p = sub.add_parser("train", help="train the segmentation CNN from a config file (or average finished runs' weights)")
+    p.add_argument("config", help="training config (JSON), e.g. models/unet_s_v5.train.json; one with an 'average' section averages the weights of the models it lists")
     p.add_argument("-o", "--out", required=True, help="folder for checkpoint, log and the trained weights")
     p.add_argument("--resume", action="store_true", help="continue from the folder's checkpoint")
     p.add_argument(
@@ -445,10 +445,9 @@ def _cmd_salt(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .segmentation.train import load_train_config, train
+    from .segmentation.train import run_config
 
-    result = train(load_train_config(args.config), args.out, resume=args.resume, device=args.device, loader_threads=args.loader_threads, stop_after=args.stop_after)
-    logger.info("trained %s (loss %.4f -> %.4f)", result.weights, result.first_loss, result.last_loss)
+    result = run_config(args.config, args.out, resume=args.resume, device=args.device, loader_threads=args.loader_threads, stop_after=args.stop_after)
     print(result.weights)
     return EXIT_OK
 

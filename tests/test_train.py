@@ -263,3 +263,51 @@ def test_phantom_cache_is_reused_and_matches_fresh_rendering(tmp_path: Path) -> 
     assert len(again) == 4 and (folder / "24.png").is_file()
     # Another working resolution is another recipe, so another folder.
     assert phantom_cache_dir(tmp_path, phantom_recipe(cfg, 96, ())) != folder
+
+
+def test_average_stage_is_the_weighted_mean_of_its_parents(tmp_path: Path) -> None:
+    from imgtool.segmentation.train import run_config
+
+    ids = _lesion_folder(tmp_path / "data", 6, seed=6)
+    cfg = _tiny_config(tmp_path / "data", ids, 4)
+    a = train(cfg, tmp_path / "a")
+    b = train(replace(cfg, name="tiny_b", seed=9, lr=5e-2), tmp_path / "b")
+    (tmp_path / "soup.json").write_text(json.dumps({"name": "soup", "average": {"models": ["a/tiny.safetensors", "b/tiny_b.safetensors"], "weights": [0.25, 0.75]}}))
+    soup = run_config(tmp_path / "soup.json", tmp_path / "out")
+    na, _, sha_a = load_network(a.weights)
+    nb, _, sha_b = load_network(b.weights)
+    ns, card, _ = load_network(soup.weights)
+    sa, sb = na.state_dict(), nb.state_dict()
+    moved = 0
+    for k, v in ns.state_dict().items():
+        if v.is_floating_point():
+            want = 0.25 * sa[k].float() + 0.75 * sb[k].float()
+            torch.testing.assert_close(v.float(), want, rtol=0, atol=2e-3 * (1 + float(want.abs().max())))  # stored as float16
+            moved += int(not torch.equal(sa[k], sb[k]))
+        else:
+            assert torch.equal(v, sa[k])
+    assert moved > 10  # the parents really differ, so the mean is not one of them
+    parents = card["training"]["average"]["parents"]
+    assert [(p["sha256"], p["weight"]) for p in parents] == [(sha_a, 0.25), (sha_b, 0.75)]
+    assert card["training"]["config"]["real_sets"][0]["test"] == ids[-2:] and soup.steps == 8
+    assert load_model(soup.weights, device="cpu").name == "soup"
+    # Resume and stop-after do not apply; shares must sum to 1; the parents must match.
+    with pytest.raises(UsageError, match="no steps"):
+        run_config(tmp_path / "soup.json", tmp_path / "out", resume=True)
+    (tmp_path / "bad.json").write_text(json.dumps({"name": "soup", "average": {"models": ["a/tiny.safetensors", "b/tiny_b.safetensors"], "weights": [0.5, 0.6]}}))
+    with pytest.raises(UsageError, match="sum to 1"):
+        run_config(tmp_path / "bad.json", tmp_path / "out")
+    other = train(replace(cfg, name="tiny_c", network=NetworkConfig(widths=(8, 8))), tmp_path / "c")
+    (tmp_path / "arch.json").write_text(json.dumps({"name": "soup", "average": {"models": ["a/tiny.safetensors", str(other.weights)], "weights": [0.5, 0.5]}}))
+    with pytest.raises(UsageError, match="architecture args differ"):
+        run_config(tmp_path / "arch.json", tmp_path / "out")
+    split = train(replace(cfg, name="tiny_d", real_sets=(RealSetConfig(name="blobs", cls="lesion", train=tuple(ids[1:]), test=tuple(ids[:1])),)), tmp_path / "d")
+    (tmp_path / "split.json").write_text(json.dumps({"name": "soup", "average": {"models": ["a/tiny.safetensors", str(split.weights)], "weights": [0.5, 0.5]}}))
+    with pytest.raises(UsageError, match="splits differ"):
+        run_config(tmp_path / "split.json", tmp_path / "out")
+    # The same stage from the command line.
+    from imgtool.cli import main
+
+    assert main(["train", str(tmp_path / "soup.json"), "-o", str(tmp_path / "cli")]) == 0
+    assert (tmp_path / "cli" / "soup.safetensors").read_bytes() == soup.weights.read_bytes()
+    assert main(["train", str(tmp_path / "bad.json"), "-o", str(tmp_path / "cli")]) != 0

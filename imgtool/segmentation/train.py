@@ -281,6 +281,16 @@ class TrainConfig:
             raise UsageError(f"bad training config: {exc}") from None
 
 
+def _read_config_json(p: Path) -> Any:
+    """The parsed JSON of a training config file (InputError when missing or not JSON)."""
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"training config {p} not found") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"training config {p} is not readable JSON: {exc}") from None
+
+
 def load_train_config(path: str | os.PathLike) -> TrainConfig:
     """Read a training config; a relative ``data_root`` is relative to the file's folder.
 
@@ -292,12 +302,7 @@ def load_train_config(path: str | os.PathLike) -> TrainConfig:
         The config is not valid.
     """
     p = Path(path)
-    try:
-        raw = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"training config {p} not found") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"training config {p} is not readable JSON: {exc}") from None
+    raw = _read_config_json(p)
     return replace(TrainConfig.from_dict(raw), config_dir=str(p.resolve().parent))
 
 
@@ -774,6 +779,179 @@ def train(
     }
     save_model(net.cpu(), out / cfg.name, input_spec=cfg.input, extra=extra)
     return TrainResult(weights=out / f"{cfg.name}.safetensors", steps=max(start, end), first_loss=first, last_loss=last)
+
+
+@dataclass(frozen=True)
+class AverageConfig:
+    """A training stage that averages the weights of finished runs (a "model soup").
+
+    Fine-tunes of one model that pull in different directions (one towards the
+    phantoms, one towards the real sets) can be averaged weight by weight into a model
+    between them: Wortsman et al., "Robust fine-tuning of zero-shot models" (WiSE-FT,
+    CVPR 2022) and "Model soups" (ICML 2022). It works for runs that share a starting
+    point, so the parents must have the same architecture, input and real-set split.
+
+    Attributes
+    ----------
+    name : str
+        Model name (output files ``<name>.safetensors`` and ``<name>.json``).
+    models : tuple of str
+        The parents (``.safetensors``, relative to ``config_dir`` when relative), each
+        loaded with its hash checked.
+    weights : tuple of float
+        Each parent's share, positive, summing to 1.
+    config_dir : str or None
+        Folder of the config file (set by :func:`load_average_config`; not recorded).
+    """
+
+    name: str
+    models: tuple[str, ...]
+    weights: tuple[float, ...]
+    config_dir: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "models", tuple(self.models))
+        object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
+        if len(self.models) < 2 or len(self.models) != len(self.weights):
+            raise ValueError("average needs two or more models and one weight per model")
+        if min(self.weights) <= 0 or abs(sum(self.weights) - 1.0) > 1e-6:
+            raise ValueError(f"average weights must be positive and sum to 1, got {list(self.weights)}")
+
+    def resolve(self, path: str | os.PathLike) -> Path:
+        """``path`` as written in the config: relative to ``config_dir`` when relative."""
+        p = Path(path)
+        if p.is_absolute() or self.config_dir is None:
+            return p
+        return (Path(self.config_dir) / p).resolve()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "average": {"models": list(self.models), "weights": list(self.weights)}}
+
+
+def load_average_config(path: str | os.PathLike) -> AverageConfig:
+    """Read an averaging config: ``{"name": ..., "average": {"models": [...], "weights": [...]}}``.
+
+    Raises
+    ------
+    InputError
+        The file is missing or not JSON.
+    UsageError
+        The config is not valid.
+    """
+    raw = _read_config_json(Path(path))
+    try:
+        avg = raw["average"]
+        unknown = (set(raw) - {"name", "average", "comment"}) | (set(avg) - {"models", "weights"})
+        if unknown:
+            raise ValueError(f"unknown keys: {', '.join(sorted(unknown))}")
+        return AverageConfig(name=raw["name"], models=avg["models"], weights=avg["weights"], config_dir=str(Path(path).resolve().parent))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"bad averaging config: {exc}") from None
+
+
+def average_models(cfg: AverageConfig, out_dir: str | os.PathLike) -> TrainResult:
+    """Average the parents' weights as ``cfg`` says and write ``<out_dir>/<name>.safetensors`` with its card.
+
+    Every floating tensor (convolution weights, batch-norm affine terms and running
+    statistics) is the weighted mean of the parents' (in float32); integer buffers
+    (batch-norm step counters) are the first parent's. The card records the parents'
+    names, sha256 and shares, and keeps their (shared) training config, whose real-set
+    split still says which files no parent saw.
+
+    Parameters
+    ----------
+    cfg : AverageConfig
+        The stage's config (from :func:`load_average_config`).
+    out_dir : path-like
+        Folder for the weights and the card.
+
+    Returns
+    -------
+    TrainResult
+        ``steps`` is the sum of the parents' steps; the losses are NaN (nothing was trained).
+
+    Raises
+    ------
+    ModelError
+        A parent is missing or corrupt.
+    UsageError
+        The parents differ in architecture, input or real-set split.
+    """
+    parents = []
+    for rel in cfg.models:
+        net, card, digest = load_network(cfg.resolve(rel))
+        parents.append((rel, net, card, digest))
+    _, first_net, first_card, _ = parents[0]
+    for rel, _, card, _ in parents[1:]:
+        for key in ("architecture_args", "input"):
+            if card[key] != first_card[key]:
+                raise UsageError(f"cannot average {rel} with {cfg.models[0]}: their {key.replace('_', ' ')} differ")
+        split = [(s["name"], s["train"], s["test"]) for s in card["training"]["config"]["real_sets"]]
+        if split != [(s["name"], s["train"], s["test"]) for s in first_card["training"]["config"]["real_sets"]]:
+            raise UsageError(f"cannot average {rel} with {cfg.models[0]}: their real-set splits differ (a held-out file of one could be a training file of the other)")
+    states = [net.state_dict() for _, net, _, _ in parents]
+    averaged = {}
+    for key, ref in states[0].items():
+        if ref.is_floating_point():
+            averaged[key] = sum(w * st[key].float() for w, st in zip(cfg.weights, states))
+        else:
+            averaged[key] = ref.clone()
+    first_net.load_state_dict(averaged, strict=True)
+    first_net.eval()
+    extra = {
+        "training": {
+            "config": first_card["training"]["config"],
+            "average": {
+                "rule": "weighted mean of every floating tensor (float32), integer buffers from the first parent",
+                "parents": [
+                    {"path": rel, "name": card["name"], "sha256": digest, "weight": w, "training": {k: v for k, v in card["training"].items() if k != "config"}}
+                    for (rel, _, card, digest), w in zip(parents, cfg.weights)
+                ],
+            },
+            "steps_done": sum(int(card["training"].get("steps_done") or 0) for _, _, card, _ in parents),
+            "init_weights": None,
+        }
+    }
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_model(first_net, out / cfg.name, input_spec=InputSpec.from_dict(first_card["input"]), extra=extra)
+    return TrainResult(weights=out / f"{cfg.name}.safetensors", steps=extra["training"]["steps_done"], first_loss=float("nan"), last_loss=float("nan"))
+
+
+def is_average_config(path: str | os.PathLike) -> bool:
+    """Whether the config file at ``path`` describes an averaging stage (it has an ``average`` section)."""
+    raw = _read_config_json(Path(path))
+    return isinstance(raw, dict) and "average" in raw
+
+
+def run_config(
+    path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    device: str | torch.device = "auto",
+    loader_threads: int = 1,
+    stop_after: int | None = None,
+) -> TrainResult:
+    """Run the stage a config file describes: :func:`train`, or :func:`average_models` for an averaging config.
+
+    The options other than ``path`` and ``out_dir`` apply to training only; an
+    averaging stage refuses ``resume`` and ``stop_after`` (it has no steps).
+
+    Raises
+    ------
+    InputError, UsageError, ModelError
+        As :func:`train` and :func:`average_models`.
+    """
+    if is_average_config(path):
+        if resume or stop_after is not None:
+            raise UsageError("an averaging config has no steps: --resume and --stop-after do not apply")
+        result = average_models(load_average_config(path), out_dir)
+        logger.info("averaged %s into %s", ", ".join(load_average_config(path).models), result.weights)
+        return result
+    result = train(load_train_config(path), out_dir, resume=resume, device=device, loader_threads=loader_threads, stop_after=stop_after)
+    logger.info("trained %s (loss %.4f -> %.4f)", result.weights, result.first_loss, result.last_loss)
+    return result
 
 
 def _texture_files(cfg: TrainConfig) -> list[Path]:

@@ -140,11 +140,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from imgtool.io import write_json
     from imgtool.segmentation.model import _model_paths, load_model
-    from imgtool.segmentation.train import TrainConfig, load_train_config
+    from imgtool.segmentation.train import TrainConfig, is_average_config, load_train_config
 
     model = load_model(None, device="cpu")  # imgtool evaluate scores the shipped default model
     default_config = REPO / "models" / f"{model.name}.train.json"
-    if args.config or default_config.is_file():
+    # An averaging stage has no data of its own: its card keeps the parents' shared config
+    # (the same real-set split; the test phantom seeds are far from every stage's).
+    if args.config or (default_config.is_file() and not is_average_config(default_config)):
         cfg = load_train_config(args.config or default_config)
     else:
         cfg = TrainConfig.from_dict(model.card["training"]["config"])

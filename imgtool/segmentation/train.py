@@ -152,6 +152,14 @@ class PhantomConfig:
         }
 
 
+def _resolve_config_path(config_dir: str | None, path: str | os.PathLike) -> Path:
+    """A path as a config file writes it: relative to the file's folder when relative."""
+    p = Path(path)
+    if p.is_absolute() or config_dir is None:
+        return p
+    return (Path(config_dir) / p).resolve()
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run depends on (the JSON config file, parsed).
@@ -210,10 +218,7 @@ class TrainConfig:
 
     def resolve(self, path: str | os.PathLike) -> Path:
         """``path`` as written in the config: relative to ``config_dir`` when relative."""
-        p = Path(path)
-        if p.is_absolute() or self.config_dir is None:
-            return p
-        return (Path(self.config_dir) / p).resolve()
+        return _resolve_config_path(self.config_dir, path)
 
     def data_dir(self) -> Path:
         """The folder of the real sets: ``data_root``, relative to ``config_dir`` when relative."""
@@ -819,10 +824,7 @@ class AverageConfig:
 
     def resolve(self, path: str | os.PathLike) -> Path:
         """``path`` as written in the config: relative to ``config_dir`` when relative."""
-        p = Path(path)
-        if p.is_absolute() or self.config_dir is None:
-            return p
-        return (Path(self.config_dir) / p).resolve()
+        return _resolve_config_path(self.config_dir, path)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "average": {"models": list(self.models), "weights": list(self.weights)}}
@@ -946,8 +948,9 @@ def run_config(
     if is_average_config(path):
         if resume or stop_after is not None:
             raise UsageError("an averaging config has no steps: --resume and --stop-after do not apply")
-        result = average_models(load_average_config(path), out_dir)
-        logger.info("averaged %s into %s", ", ".join(load_average_config(path).models), result.weights)
+        avg = load_average_config(path)
+        result = average_models(avg, out_dir)
+        logger.info("averaged %s into %s", ", ".join(avg.models), result.weights)
         return result
     result = train(load_train_config(path), out_dir, resume=resume, device=device, loader_threads=loader_threads, stop_after=stop_after)
     logger.info("trained %s (loss %.4f -> %.4f)", result.weights, result.first_loss, result.last_loss)

@@ -688,7 +688,16 @@ def headline(result: PairAnalysis, *, arrow: str = "->") -> list[str]:
     """
     ch, mb, ma = result.change, result.metrics_before, result.metrics_after
     lines = []
-    if ch.lesion_area_change_rel is not None:
+    min_px = result.lesions.min_area_px if result.lesions is not None else 0
+    b_px, a_px = ch.lesion_area_before_common_px, ch.lesion_area_after_common_px
+    if ch.lesion_area_change_rel is not None and b_px is not None and a_px is not None and b_px < min_px:
+        # A share of a base smaller than one countable lesion is segmentation noise, not a
+        # measurement: 6 px -> 72 px would read "rose 1100 %" (docs/report.md).
+        lines.append(
+            f"Lesion area {b_px:,} px -> {a_px:,} px in the region both photos show "
+            f"(month 0 has less than one lesion of the minimum size, {min_px:,} px: no percentage)"
+        )
+    elif ch.lesion_area_change_rel is not None:
         word = "fell" if ch.lesion_area_change_rel < 0 else "rose"
         lines.append(f"Lesion area {word} {abs(100 * ch.lesion_area_change_rel):.0f} % (in the region both photos show)")
     elif ch.lesion_area_before_common_px == 0 and ch.lesion_area_after_common_px is not None:

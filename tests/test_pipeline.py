@@ -187,6 +187,26 @@ def test_findings_give_the_area_change_of_persistent_lesions_and_the_easi_share(
     assert sum("2 persistent (area -99 %), 0 new" in line for line in lines) == 1
 
 
+def test_findings_give_no_percentage_of_a_month0_area_below_one_lesion(analysis: imgtool.PairAnalysis) -> None:
+    import dataclasses
+
+    from imgtool.figure import headline
+
+    les = analysis.lesions
+    assert les is not None and les.min_area_px > 6
+    # 6 px -> 72 px of "lesion" is +1100 %: noise on a base smaller than one countable lesion.
+    tiny = dataclasses.replace(analysis.change, lesion_area_before_common_px=6, lesion_area_after_common_px=72, lesion_area_change_rel=11.0)
+    lines = headline(dataclasses.replace(analysis, change=tiny))
+    assert lines[0] == (
+        "Lesion area 6 px -> 72 px in the region both photos show "
+        f"(month 0 has less than one lesion of the minimum size, {les.min_area_px:,} px: no percentage)"
+    )
+    assert not any("1100" in line for line in lines)
+    # At the minimum size the percentage is given.
+    at_min = dataclasses.replace(tiny, lesion_area_before_common_px=les.min_area_px, lesion_area_change_rel=-0.5)
+    assert headline(dataclasses.replace(analysis, change=at_min))[0] == "Lesion area fell 50 % (in the region both photos show)"
+
+
 def test_homography_convention(analysis: imgtool.PairAnalysis, scene_pair: dict) -> None:
     h = analysis.registration.homography
     assert corner_error(h, scene_pair["H"], (300, 400)) < 1.0

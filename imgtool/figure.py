@@ -688,7 +688,8 @@ def headline(result: PairAnalysis, *, arrow: str = "->") -> list[str]:
     """
     ch, mb, ma = result.change, result.metrics_before, result.metrics_after
     lines = []
-    min_px = result.lesions.min_area_px if result.lesions is not None else 0
+    les = result.lesions
+    min_px = les.min_area_px if les is not None else 0
     b_px, a_px = ch.lesion_area_before_common_px, ch.lesion_area_after_common_px
     if ch.lesion_area_change_rel is not None and b_px is not None and a_px is not None and b_px < min_px:
         # A share of a base smaller than one countable lesion is segmentation noise, not a
@@ -702,7 +703,6 @@ def headline(result: PairAnalysis, *, arrow: str = "->") -> list[str]:
         lines.append(f"Lesion area {word} {abs(100 * ch.lesion_area_change_rel):.0f} % (in the region both photos show)")
     elif ch.lesion_area_before_common_px == 0 and ch.lesion_area_after_common_px is not None:
         lines.append(f"No lesion at month 0 in the common region; {ch.lesion_area_after_common_px} lesion pixels after")
-    les = result.lesions
     if les is not None and les.fates is not None:
         f = les.fates
         persistent = [it for it in f.items if it.fate == FATE_PERSISTENT]
